@@ -1,0 +1,95 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Points of attention: what a person should look at."""
+from trytond.model import Index, ModelSQL, ModelView, fields
+from trytond.pool import Pool
+from trytond.pyson import Eval
+from trytond.transaction import Transaction
+
+REASONS = [
+    ('unread_message', "Unread debtor message"),
+    ('open_note', "Open note"),
+    ('plan_term_expired', "Payment plan term expired"),
+    ('missing_pdf', "Missing invoice PDF"),
+    ('email_undeliverable', "Email undeliverable"),
+    ('online_payment', "Online payment registered"),
+    ('below_minimum', "Below minimum amount"),
+    ('plan_requested', "Payment plan requested"),
+    ('letter_returned', "Letter returned"),
+    ('booking_error', "Possible booking error"),
+    ('import_failing', "Import failing"),
+    ('details_changed', "Debtor details change requested"),
+    ]
+
+
+class Attention(ModelSQL, ModelView):
+    "Point of Attention"
+    __name__ = 'payt.attention'
+    company = fields.Many2One(
+        'company.company', "Company", required=True, readonly=True)
+    administration = fields.Many2One(
+        'payt.administration', "Administration", required=True,
+        readonly=True, ondelete='CASCADE')
+    debtor = fields.Many2One('payt.debtor', "Debtor", readonly=True,
+        ondelete='CASCADE')
+    item = fields.Many2One('payt.item', "Open Item", readonly=True,
+        ondelete='CASCADE')
+    reason = fields.Selection(REASONS, "Reason", required=True,
+        readonly=True)
+    description = fields.Char("Description", readonly=True)
+    date = fields.Date("Date", required=True, readonly=True)
+    state = fields.Selection([
+            ('open', "Open"),
+            ('resolved', "Resolved"),
+            ], "State", required=True, readonly=True)
+    resolved_by = fields.Many2One('res.user', "Resolved By", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t,
+                (t.administration, Index.Range()),
+                (t.reason, Index.Equality(cardinality='low')),
+                where=t.state == 'open'))
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+        cls._buttons.update({
+                'resolve': {
+                    'invisible': Eval('state') != 'open',
+                    'depends': ['state'],
+                    },
+                })
+
+    @staticmethod
+    def default_state():
+        return 'open'
+
+    @classmethod
+    def default_date(cls):
+        return Pool().get('ir.date').today()
+
+    @classmethod
+    def raise_for(cls, administration, reason, description,
+            debtor=None, item=None):
+        "Open a point of attention unless the same one is already open."
+        existing = cls.search([
+                ('administration', '=', administration.id),
+                ('reason', '=', reason),
+                ('debtor', '=', debtor.id if debtor else None),
+                ('item', '=', item.id if item else None),
+                ('state', '=', 'open'),
+                ], limit=1)
+        if existing:
+            return existing[0]
+        attention = cls(company=administration.company,
+            administration=administration, debtor=debtor, item=item,
+            reason=reason, description=description[:1000])
+        attention.save()
+        return attention
+
+    @classmethod
+    @ModelView.button
+    def resolve(cls, attentions):
+        cls.write(attentions, {
+                'state': 'resolved',
+                'resolved_by': Transaction().user,
+                })

@@ -1,0 +1,224 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The `payt` command: the daily run, demo data and the legal calculators.
+
+    payt run --database DB [--date YYYY-MM-DD] [--dry-run] [--json]
+    payt import --database DB --administration NAME batch.json
+    payt demo --database DB
+    payt costs --principal 1234.56 [--consumer|--business] [--json]
+    payt interest --principal X --from DATE --to DATE --kind consumer
+"""
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+
+def _date(value):
+    try:
+        return datetime.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "%r is not a date: use YYYY-MM-DD" % value)
+
+
+def _progress(message):
+    "Progress on the terminal; silent when piped."
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
+def parser():
+    root = argparse.ArgumentParser(prog='payt',
+        description="Automated debtor management for Tryton.")
+    root.add_argument('-c', '--config', dest='config',
+        default=os.environ.get('TRYTOND_CONFIG'),
+        help="trytond configuration file")
+    commands = root.add_subparsers(dest='command', required=True)
+
+    run = commands.add_parser('run', help="the daily dunning run")
+    run.add_argument('--database', '-d', required=True)
+    run.add_argument('--date', type=_date,
+        help="run as of this date (default: today)")
+    run.add_argument('--administration', action='append',
+        help="only this administration (name or id); repeatable")
+    run.add_argument('--dry-run', action='store_true',
+        help="show what would happen and change nothing")
+    run.add_argument('--no-send', action='store_true',
+        help="create communications but do not deliver them")
+    run.add_argument('--json', action='store_true',
+        help="print the summary as JSON")
+
+    imp = commands.add_parser('import',
+        help="import a JSON batch (docs/IMPORT-BATCH.md)")
+    imp.add_argument('--database', '-d', required=True)
+    imp.add_argument('--administration', required=True)
+    imp.add_argument('file', type=argparse.FileType('rb'))
+
+    demo = commands.add_parser('demo', help="create the demo data")
+    demo.add_argument('--database', '-d', required=True)
+    demo.add_argument('--seed', type=int, default=2026)
+
+    costs = commands.add_parser('costs',
+        help="statutory collection costs (BIK staffel)")
+    costs.add_argument('--principal', required=True)
+    kind = costs.add_mutually_exclusive_group()
+    kind.add_argument('--consumer', dest='kind', action='store_const',
+        const='consumer')
+    kind.add_argument('--business', dest='kind', action='store_const',
+        const='business')
+    costs.add_argument('--vat-surcharge', dest='vat', default=None,
+        help="VAT rate in percent, when the three conditions hold")
+    costs.add_argument('--json', action='store_true')
+
+    interest = commands.add_parser('interest', help="statutory interest")
+    interest.add_argument('--principal', required=True)
+    interest.add_argument('--from', dest='start', type=_date, required=True)
+    interest.add_argument('--to', dest='end', type=_date, required=True)
+    interest.add_argument('--kind', choices=['consumer', 'commercial'],
+        required=True)
+    interest.add_argument('--json', action='store_true')
+    return root
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exception:
+        from trytond.exceptions import UserError
+        if isinstance(exception, (UserError, ValueError)):
+            message = getattr(exception, 'message', None) or str(exception)
+            print("payt: %s" % message, file=sys.stderr)
+            return 2
+        raise
+
+
+def _pool(args):
+    from trytond.config import config
+    if args.config:
+        config.update_etc(args.config)
+    from trytond.pool import Pool
+    Pool.start()
+    pool = Pool(args.database)
+    pool.init()
+    return pool
+
+
+def _transaction(database, readonly=False):
+    from trytond.transaction import Transaction
+    return Transaction().start(database, 0, readonly=readonly,
+        context={'_skip_warnings': True})
+
+
+def _retrying(database, work, attempts=5):
+    "Run work(transaction) in a transaction, again on serialization conflict."
+    from trytond import backend
+    for attempt in range(attempts):
+        try:
+            with _transaction(database) as transaction:
+                return work(transaction)
+        except backend.DatabaseOperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2 ** attempt)
+
+
+def cmd_run(args):
+    pool = _pool(args)
+    from .run import format_summaries
+    date = args.date
+    with _transaction(args.database, readonly=True):
+        Administration = pool.get('payt.administration')
+        date = date or pool.get('ir.date').today()
+        if args.administration:
+            ids = [Administration.by_name(n).id for n in args.administration]
+        else:
+            ids = [a.id for a in Administration.search([])]
+    summaries = []
+    for number, administration_id in enumerate(ids, 1):
+        def work(transaction):
+            Administration = pool.get('payt.administration')
+            administration = Administration(administration_id)
+            _progress("[%d/%d] %s: running for %s%s" % (number, len(ids),
+                    administration.rec_name, date,
+                    " (dry run)" if args.dry_run else ""))
+            summary = pool.get('payt.run').execute(
+                administration, date, dry_run=args.dry_run)
+            if args.dry_run:
+                transaction.rollback()
+            return summary
+        started = time.perf_counter()
+        summary = _retrying(args.database, work)
+        summary['seconds'] = round(time.perf_counter() - started, 3)
+        summaries.append(summary)
+    if not args.dry_run and not args.no_send:
+        for administration_id in ids:
+            def send(transaction):
+                Administration = pool.get('payt.administration')
+                return pool.get('payt.communication').send_pending(
+                    Administration(administration_id))
+            sent = _retrying(args.database, send)
+            for summary in summaries:
+                if summary['administration_id'] == administration_id:
+                    summary['emails_sent'] = sent
+    if args.json:
+        print(json.dumps({'date': date.isoformat(),
+                    'dry_run': args.dry_run,
+                    'administrations': summaries}, indent=2))
+    else:
+        print(format_summaries(summaries))
+        for summary in summaries:
+            if 'emails_sent' in summary:
+                print("  %s: %s email(s) sent" % (
+                        summary['administration'], summary['emails_sent']))
+
+
+def cmd_import(args):
+    pool = _pool(args)
+    try:
+        batch = json.load(args.file)
+    except ValueError as exception:
+        raise ValueError("%s is not valid JSON: %s" % (
+                args.file.name, exception))
+
+    def work(transaction):
+        Administration = pool.get('payt.administration')
+        administration = Administration.by_name(args.administration)
+        return Administration.import_batch(administration.id, batch)
+    print(json.dumps(_retrying(args.database, work), indent=2))
+
+
+def cmd_demo(args):
+    pool = _pool(args)
+    from .demo import build_demo
+    with _transaction(args.database) as transaction:
+        build_demo(pool, seed=args.seed, progress=_progress)
+        transaction.commit()
+
+
+def cmd_costs(args):
+    from . import law
+    print(law.costs_report(args.principal, args.kind or 'consumer',
+            args.vat, args.json))
+
+
+def cmd_interest(args):
+    from . import law
+    print(law.interest_report(args.principal, args.start, args.end,
+            args.kind, args.json))
+
+
+COMMANDS = {
+    'run': cmd_run,
+    'import': cmd_import,
+    'demo': cmd_demo,
+    'costs': cmd_costs,
+    'interest': cmd_interest,
+    }
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,99 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Dashboard figures as SQL views: items per step, ageing buckets."""
+from sql import Literal, Null
+from sql.aggregate import Count, Min, Sum
+from sql.conditionals import Case
+
+from trytond.model import ModelSQL, ModelView, fields
+from trytond.pool import Pool
+
+AGEING = [
+    ('0_not_due', "Not due"),
+    ('1_1_30', "1-30 days"),
+    ('2_31_60', "31-60 days"),
+    ('3_61_90', "61-90 days"),
+    ('4_90_plus', "90+ days"),
+    ]
+
+
+class _OpenItemFigures(ModelSQL, ModelView):
+    company = fields.Many2One('company.company', "Company", readonly=True)
+    administration = fields.Many2One(
+        'payt.administration', "Administration", readonly=True)
+    count = fields.Integer("Open Items", readonly=True)
+    amount = fields.Numeric("Open Amount", digits=(16, 2), readonly=True)
+
+    @classmethod
+    def _open_items(cls):
+        return Pool().get('payt.item').__table__()
+
+
+class StepSummary(_OpenItemFigures):
+    "Open Items per Step"
+    __name__ = 'payt.dashboard.step'
+    step = fields.Many2One('payt.flow.step', "Step", readonly=True)
+    lead_days = fields.Integer("Lead Time (days)", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [
+            ('administration', 'ASC'), ('lead_days', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def table_query(cls):
+        pool = Pool()
+        item = cls._open_items()
+        step = pool.get('payt.flow.step').__table__()
+        # Min(id) is unique per group: a stable id for the row.
+        return item.join(step, 'LEFT', condition=item.step == step.id
+            ).select(
+                Min(item.id).as_('id'),
+                item.company.as_('company'),
+                item.administration.as_('administration'),
+                item.step.as_('step'),
+                Min(step.lead_days).as_('lead_days'),
+                Count(Literal('*')).as_('count'),
+                Sum(item.open_amount).as_('amount'),
+                where=item.state == 'open',
+                group_by=[item.company, item.administration, item.step])
+
+    def get_rec_name(self, name):
+        return self.step.rec_name if self.step else "Not yet reminded"
+
+
+class Ageing(_OpenItemFigures):
+    "Open Items by Age"
+    __name__ = 'payt.dashboard.ageing'
+    bucket = fields.Selection(AGEING, "Age", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [
+            ('administration', 'ASC'), ('bucket', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def table_query(cls):
+        item = cls._open_items()
+        today = Pool().get('ir.date').today()
+        bucket = Case(
+            (item.due_date >= today, Literal('0_not_due')),
+            (item.due_date >= today - _days(30), Literal('1_1_30')),
+            (item.due_date >= today - _days(60), Literal('2_31_60')),
+            (item.due_date >= today - _days(90), Literal('3_61_90')),
+            else_=Literal('4_90_plus'))
+        return item.select(
+            Min(item.id).as_('id'),
+            item.company.as_('company'),
+            item.administration.as_('administration'),
+            bucket.as_('bucket'),
+            Count(Literal('*')).as_('count'),
+            Sum(item.open_amount).as_('amount'),
+            where=item.state == 'open',
+            group_by=[item.company, item.administration, bucket])
+
+
+def _days(n):
+    import datetime
+    return datetime.timedelta(days=n)

@@ -1,0 +1,168 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Dunning flows: ordered steps at a lead time from the due date."""
+import string
+from decimal import Decimal
+
+from trytond.i18n import gettext
+from trytond.model import (
+    DeactivableMixin, ModelSQL, ModelView, Unique, fields)
+from trytond.model.exceptions import ValidationError
+
+CHANNELS = [
+    ('email', "Email"),
+    ('sms', "SMS"),
+    ('call', "Robocall"),
+    ('letter', "Letter by post"),
+    ]
+LANGUAGES = [
+    ('nl', "Dutch"),
+    ('en', "English"),
+    ]
+DEBTOR_KINDS = [
+    ('consumer', "Consumer"),
+    ('business', "Business"),
+    ]
+# What a template may refer to; filled per item when a communication is sent.
+PLACEHOLDERS = (
+    'debtor_name', 'company', 'invoice_number', 'invoice_date', 'due_date',
+    'amount', 'open_amount', 'currency', 'days_overdue', 'description',
+    'collection_costs')
+
+
+class Flow(DeactivableMixin, ModelSQL, ModelView):
+    "Dunning Flow"
+    __name__ = 'payt.flow'
+    name = fields.Char("Name", required=True, translate=True)
+    company = fields.Many2One(
+        'company.company', "Company",
+        help="Leave empty for a flow every administration may use.")
+    steps = fields.One2Many('payt.flow.step', 'flow', "Steps")
+
+    def steps_in_order(self):
+        return sorted(self.steps, key=lambda s: s.lead_days)
+
+
+class Step(ModelSQL, ModelView):
+    "Dunning Flow Step"
+    __name__ = 'payt.flow.step'
+    flow = fields.Many2One(
+        'payt.flow', "Flow", required=True, ondelete='CASCADE')
+    name = fields.Char("Name", required=True, translate=True)
+    lead_days = fields.Integer(
+        "Lead Time (days)", required=True,
+        help="Days after the due date the step is due; negative for a "
+        "notice before the due date.")
+    action = fields.Selection([
+            ('remind', "Reminder"),
+            ('final_notice', "Final notice"),
+            ('collection', "Hand over to collection"),
+            ], "Action", required=True,
+        help="Final notice: for consumers the WIK 14-day letter. "
+        "Hand over: the item becomes a collection case.")
+    channels = fields.MultiSelection(CHANNELS, "Channels")
+    min_amount = fields.Numeric(
+        "Minimum Open Amount", digits=(16, 2), required=True,
+        help="Items with a smaller open amount skip this step "
+        "(recorded on their timeline).")
+    templates = fields.One2Many(
+        'payt.flow.step.template', 'step', "Templates")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order.insert(0, ('lead_days', 'ASC'))
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('flow_lead_unique', Unique(t, t.flow, t.lead_days),
+                'payt_dunning.msg_step_lead_unique'),
+            ]
+
+    @staticmethod
+    def default_action():
+        return 'remind'
+
+    @staticmethod
+    def default_channels():
+        return ['email']
+
+    @staticmethod
+    def default_min_amount():
+        return Decimal('0')
+
+    @classmethod
+    def validate_fields(cls, steps, field_names):
+        super().validate_fields(steps, field_names)
+        for step in steps:
+            if step.min_amount is not None and step.min_amount < 0:
+                raise ValidationError(gettext(
+                        'payt_dunning.msg_step_min_amount_negative',
+                        step=step.rec_name))
+
+    def template_for(self, language, kind):
+        "The best template for a debtor: exact kind first, then any kind."
+        def rank(template):
+            return (
+                template.language != language,
+                template.debtor_kind not in (kind, None),
+                template.debtor_kind is None)
+        candidates = [t for t in self.templates
+            if t.debtor_kind in (kind, None)]
+        return min(candidates, key=rank, default=None)
+
+
+class StepTemplate(ModelSQL, ModelView):
+    "Dunning Flow Step Template"
+    __name__ = 'payt.flow.step.template'
+    step = fields.Many2One(
+        'payt.flow.step', "Step", required=True, ondelete='CASCADE')
+    language = fields.Selection(LANGUAGES, "Language", required=True)
+    debtor_kind = fields.Selection(
+        [(None, "Any")] + DEBTOR_KINDS, "Debtor Kind",
+        help="Leave empty for a text used for consumers and businesses.")
+    subject = fields.Char("Subject", required=True)
+    body = fields.Text(
+        "Body", required=True,
+        help="Placeholders: " + ", ".join(
+            '${%s}' % p for p in PLACEHOLDERS))
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('step')
+
+    @classmethod
+    def validate_fields(cls, templates, field_names):
+        super().validate_fields(templates, field_names)
+        dummy = {p: p for p in PLACEHOLDERS}
+        for template in templates:
+            for name in ['subject', 'body']:
+                try:
+                    string.Template(getattr(template, name) or '').substitute(
+                        dummy)
+                except (KeyError, ValueError) as exception:
+                    raise ValidationError(gettext(
+                            'payt_dunning.msg_template_invalid',
+                            field=name, language=template.language,
+                            step=template.step.rec_name, error=exception,
+                            available=', '.join(PLACEHOLDERS)))
+        seen = set()
+        for template in templates:
+            key = (template.step.id, template.language, template.debtor_kind)
+            if key in seen or cls.search([
+                        ('id', '!=', template.id),
+                        ('step', '=', template.step.id),
+                        ('language', '=', template.language),
+                        ('debtor_kind', '=', template.debtor_kind),
+                        ], limit=1):
+                raise ValidationError(gettext(
+                        'payt_dunning.msg_template_language_unique',
+                        step=template.step.rec_name,
+                        language=template.language,
+                        kind=template.debtor_kind or 'any'))
+            seen.add(key)
+
+    def render(self, values):
+        "Subject and body filled with the item's values."
+        return (
+            string.Template(self.subject).safe_substitute(values),
+            string.Template(self.body).safe_substitute(values))

@@ -1,0 +1,468 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The bulk entry point: validate a whole batch, then upsert it set-based.
+
+Nothing is written until every record of the batch is valid; the writes are
+multi-row statements inside the caller's transaction, so a failure half-way
+rolls everything back. See docs/IMPORT-BATCH.md for the contract.
+"""
+import datetime
+import re
+from decimal import Decimal, InvalidOperation
+
+from sql import Literal, Null
+from sql.functions import CurrentTimestamp
+from sql.aggregate import Max
+
+from trytond.exceptions import UserError
+from trytond.i18n import gettext
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from .flow import DEBTOR_KINDS, LANGUAGES
+
+CHUNK = 1000
+MAX_ERRORS_SHOWN = 20
+MAX_AMOUNT = Decimal('1e12')
+LIMITS = {'external_id': 64, 'name': 200, 'email': 320, 'phone': 40,
+    'street': 200, 'postal_code': 20, 'city': 100, 'country': 2,
+    'vat_number': 40, 'coc_number': 40, 'number': 64, 'description': 1000,
+    'currency': 3}
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+EMAIL = re.compile(r'^[^@\s]+@[^@\s]+\.[^@\s]+$')
+DEBTOR_FIELDS = ['name', 'kind', 'email', 'phone', 'language', 'street',
+    'postal_code', 'city', 'country', 'vat_number', 'coc_number']
+ITEM_FIELDS = ['debtor', 'number', 'description', 'invoice_date', 'due_date',
+    'currency', 'amount', 'open_amount']
+
+
+class BatchErrors(Exception):
+    pass
+
+
+class Validator:
+    "Turns raw batch records into clean values, collecting every error."
+
+    def __init__(self, currencies):
+        self.currencies = currencies
+        self.errors = []
+
+    def error(self, kind, external_id, field, message):
+        self.errors.append('%s "%s", field "%s": %s' % (
+                kind, str(external_id)[:64], field, message))
+
+    def text(self, kind, record, field, required=False, default=None):
+        value = record.get(field)
+        if value is None or value == '':
+            if required:
+                self.error(kind, record.get('external_id'), field,
+                    "is required")
+            return default
+        if not isinstance(value, str):
+            self.error(kind, record.get('external_id'), field,
+                "must be text, got %s" % type(value).__name__)
+            return default
+        value = value.strip()
+        limit = LIMITS.get(field, 200)
+        if len(value) > limit:
+            self.error(kind, record.get('external_id'), field,
+                "is %s characters long, at most %s allowed"
+                % (len(value), limit))
+            return default
+        if field in ('external_id', 'debtor', 'currency', 'country') and (
+                CONTROL.search(value)):
+            self.error(kind, record.get('external_id'), field,
+                "contains control characters")
+            return default
+        return value
+
+    def choice(self, kind, record, field, choices, default):
+        value = record.get(field)
+        if value is None:
+            return default
+        if value not in choices:
+            self.error(kind, record.get('external_id'), field,
+                "must be one of %s, got %r" % (', '.join(choices),
+                    str(value)[:40]))
+            return default
+        return value
+
+    def date(self, kind, record, field, required=False):
+        value = record.get(field)
+        if value is None or value == '':
+            if required:
+                self.error(kind, record.get('external_id'), field,
+                    "is required")
+            return None
+        if isinstance(value, datetime.date) and not isinstance(
+                value, datetime.datetime):
+            return value
+        try:
+            if not isinstance(value, str) or len(value) != 10:
+                raise ValueError
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            self.error(kind, record.get('external_id'), field,
+                "must be a date YYYY-MM-DD, got %r" % str(value)[:40])
+            return None
+
+    def amount(self, kind, record, field, digits):
+        value = record.get(field)
+        external_id = record.get('external_id')
+        if value is None:
+            self.error(kind, external_id, field, "is required")
+            return None
+        if isinstance(value, (bool, float)) or not isinstance(
+                value, (str, int, Decimal)):
+            self.error(kind, external_id, field,
+                "must be a decimal string, got %s" % type(value).__name__)
+            return None
+        try:
+            amount = Decimal(value.strip() if isinstance(value, str)
+                else value)
+        except InvalidOperation:
+            self.error(kind, external_id, field,
+                "is not a number: %r" % str(value)[:40])
+            return None
+        if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:
+            self.error(kind, external_id, field,
+                "is out of range: %r" % str(value)[:40])
+            return None
+        exp = Decimal(1).scaleb(-digits)
+        if amount.quantize(exp) != amount:
+            self.error(kind, external_id, field,
+                "has more than %s decimals: %s" % (digits, value))
+            return None
+        return amount.quantize(exp)
+
+
+class BatchImporter:
+    "Upserts one batch into one administration."
+
+    def __init__(self, administration):
+        pool = Pool()
+        self.administration = administration
+        self.company = administration.company
+        self.Debtor = pool.get('payt.debtor')
+        self.Item = pool.get('payt.item')
+        self.Payment = pool.get('payt.payment')
+        self.Event = pool.get('payt.event')
+        self.Attention = pool.get('payt.attention')
+        self.cursor = Transaction().connection.cursor()
+        self.user = Transaction().user
+        self.today = pool.get('ir.date').today()
+        self.summary = dict.fromkeys([
+                'debtors_created', 'debtors_updated', 'items_created',
+                'items_updated', 'items_closed', 'items_reopened',
+                'payments_created'], 0)
+
+    # -- reading what is stored -------------------------------------------
+    def _currencies(self):
+        Currency = Pool().get('currency.currency')
+        return {c.code: (c.id, c.digits) for c in Currency.search([])}
+
+    def _stored(self, Model, columns):
+        table = Model.__table__()
+        self.cursor.execute(*table.select(table.external_id, table.id,
+                *[getattr(table, c) for c in columns],
+                where=table.administration == self.administration.id))
+        return {row[0]: row[1:] for row in self.cursor}
+
+    # -- validation -------------------------------------------------------
+    def validate(self, batch):
+        if not isinstance(batch, dict):
+            raise UserError(gettext('payt_dunning.msg_batch_not_a_dict',
+                    type=type(batch).__name__))
+        currencies = self._currencies()
+        v = Validator(currencies)
+        for key in ['debtors', 'items', 'payments', 'closed_items']:
+            if not isinstance(batch.get(key, []), list):
+                v.error('batch', key, key, "must be a list")
+        if not isinstance(batch.get('complete', False), bool):
+            v.error('batch', 'complete', 'complete', "must be true or false")
+        if v.errors:
+            self._reject(v.errors)
+        debtors = self._validate_debtors(v, batch.get('debtors', []))
+        known_debtors = set(debtors) | set(self._stored(self.Debtor, []))
+        items = self._validate_items(v, batch.get('items', []),
+            known_debtors, currencies)
+        payments = self._validate_payments(v, batch.get('payments', []))
+        closed = []
+        for external_id in batch.get('closed_items', []):
+            if not isinstance(external_id, str) or not external_id or len(
+                    external_id) > LIMITS['external_id']:
+                v.error('closed item', external_id, 'closed_items',
+                    "must be an external id (text of at most 64 characters)")
+            else:
+                closed.append(external_id)
+        if v.errors:
+            self._reject(v.errors)
+        return debtors, items, payments, closed
+
+    def _records(self, v, kind, records):
+        seen = set()
+        for record in records:
+            if not isinstance(record, dict):
+                v.error(kind, '?', '-', "must be a mapping, got %s"
+                    % type(record).__name__)
+                continue
+            external_id = v.text(kind, record, 'external_id', required=True)
+            if external_id is None:
+                continue
+            if external_id in seen:
+                v.error(kind, external_id, 'external_id',
+                    "appears twice in the batch")
+                continue
+            seen.add(external_id)
+            yield external_id, record
+
+    def _validate_debtors(self, v, records):
+        debtors = {}
+        kinds = [k for k, _ in DEBTOR_KINDS]
+        languages = [l for l, _ in LANGUAGES]
+        for external_id, record in self._records(v, 'debtor', records):
+            values = {f: v.text('debtor', record, f) for f in DEBTOR_FIELDS
+                if f not in ('kind', 'language')}
+            values['name'] = v.text('debtor', record, 'name', required=True)
+            values['kind'] = v.choice('debtor', record, 'kind', kinds,
+                'business')
+            values['language'] = v.choice('debtor', record, 'language',
+                languages, 'nl')
+            if values['email'] and not EMAIL.match(values['email']):
+                v.error('debtor', external_id, 'email',
+                    "is not an email address: %r" % values['email'][:60])
+            if values['country']:
+                values['country'] = values['country'].upper()
+            debtors[external_id] = values
+        return debtors
+
+    def _validate_items(self, v, records, known_debtors, currencies):
+        items = {}
+        default_currency = self.company.currency.code
+        for external_id, record in self._records(v, 'item', records):
+            values = {
+                'debtor': v.text('item', record, 'debtor', required=True),
+                'number': v.text('item', record, 'number'),
+                'description': v.text('item', record, 'description'),
+                'invoice_date': v.date('item', record, 'invoice_date'),
+                'due_date': v.date('item', record, 'due_date',
+                    required=True),
+                }
+            code = v.text('item', record, 'currency',
+                default=default_currency) or default_currency
+            if code.upper() not in currencies:
+                v.error('item', external_id, 'currency',
+                    "unknown currency %r" % code)
+                continue
+            currency_id, digits = currencies[code.upper()]
+            values['currency'] = currency_id
+            values['amount'] = v.amount('item', record, 'amount', digits)
+            values['open_amount'] = v.amount(
+                'item', record, 'open_amount', digits)
+            if values['debtor'] and values['debtor'] not in known_debtors:
+                v.error('item', external_id, 'debtor',
+                    "unknown debtor %r: send it in the batch's debtors"
+                    % values['debtor'])
+            if (values['amount'] is not None
+                    and values['open_amount'] is not None
+                    and values['amount'] >= 0
+                    and values['open_amount'] > values['amount']):
+                v.error('item', external_id, 'open_amount',
+                    "%s is more than the amount %s" % (
+                        values['open_amount'], values['amount']))
+            items[external_id] = values
+        return items
+
+    def _validate_payments(self, v, records):
+        payments = {}
+        digits = self.company.currency.digits
+        for external_id, record in self._records(v, 'payment', records):
+            payments[external_id] = {
+                'item': v.text('payment', record, 'item', required=True),
+                'date': v.date('payment', record, 'date', required=True),
+                'amount': v.amount('payment', record, 'amount', digits),
+                }
+        return payments
+
+    def _reject(self, errors):
+        shown = errors[:MAX_ERRORS_SHOWN]
+        if len(errors) > MAX_ERRORS_SHOWN:
+            shown.append("... and %s more" % (len(errors) - MAX_ERRORS_SHOWN))
+        raise UserError(gettext('payt_dunning.msg_batch_invalid',
+                administration=self.administration.rec_name,
+                count=len(errors), errors='\n'.join(shown)))
+
+    # -- writing ----------------------------------------------------------
+    def run(self, batch):
+        debtors, items, payments, closed = self.validate(batch)
+        # One import or run at a time per administration.
+        self.administration.__class__.lock([self.administration])
+        debtor_ids = self._upsert_debtors(debtors)
+        item_ids = self._upsert_items(items, debtor_ids)
+        self._close(items, closed, batch.get('complete', False))
+        self._insert_payments(payments, item_ids)
+        return self.summary
+
+    def _insert(self, table, columns, rows):
+        for start in range(0, len(rows), CHUNK):
+            self.cursor.execute(*table.insert(
+                    columns + [table.create_uid, table.create_date],
+                    [list(r) + [self.user, CurrentTimestamp()]
+                        for r in rows[start:start + CHUNK]]))
+
+    def _update(self, table, columns, rows):
+        "rows: (id, value, ...); one prepared statement for all of them."
+        if not rows:
+            return
+        query = table.update(columns + [table.write_uid, table.write_date],
+            [0] * len(columns) + [self.user, CurrentTimestamp()],
+            where=table.id == 0)
+        sql = str(query)
+        fixed = list(query.params[len(columns):-1])
+        self.cursor.executemany(sql,
+            [list(r[1:]) + fixed + [r[0]] for r in rows])
+
+    def _upsert_debtors(self, debtors):
+        table = self.Debtor.__table__()
+        stored = self._stored(self.Debtor, DEBTOR_FIELDS)
+        new, changed = [], []
+        for external_id, values in debtors.items():
+            row = [values[f] for f in DEBTOR_FIELDS]
+            if external_id not in stored:
+                new.append([self.company.id, self.administration.id,
+                        external_id] + row)
+            elif list(stored[external_id][1:]) != row:
+                changed.append([stored[external_id][0]] + row)
+        self._insert(table, [table.company, table.administration,
+                table.external_id] + [getattr(table, f)
+                for f in DEBTOR_FIELDS], new)
+        self._update(table, [getattr(table, f) for f in DEBTOR_FIELDS],
+            changed)
+        self.summary['debtors_created'] = len(new)
+        self.summary['debtors_updated'] = len(changed)
+        return {k: v[0] for k, v in self._stored(self.Debtor, []).items()}
+
+    def _upsert_items(self, items, debtor_ids):
+        table = self.Item.__table__()
+        columns = ITEM_FIELDS + ['state', 'paid_date']
+        stored = self._stored(self.Item, columns)
+        self.cursor.execute(*table.select(Max(table.id)))
+        max_before = self.cursor.fetchone()[0] or 0
+        new, changed, closed, reopened, negative = [], [], [], [], []
+        for external_id, values in items.items():
+            values = dict(values, debtor=debtor_ids[values['debtor']])
+            paid = values['open_amount'] == 0
+            values['state'] = 'paid' if paid else 'open'
+            previous = stored.get(external_id)
+            if previous is not None:
+                was = dict(zip(columns, previous[1:]))
+                values['paid_date'] = (was['paid_date'] or self.today
+                    ) if paid else None
+                row = [values[c] for c in columns]
+                if self._differs(was, values, columns):
+                    changed.append([previous[0]] + row)
+                    if paid and was['state'] == 'open':
+                        closed.append(previous[0])
+                    elif not paid and was['state'] == 'paid':
+                        reopened.append(previous[0])
+            else:
+                values['paid_date'] = self.today if paid else None
+                new.append([self.company.id, self.administration.id,
+                        external_id] + [values[c] for c in columns])
+            if values['open_amount'] < 0:
+                negative.append(external_id)
+        self._insert(table, [table.company, table.administration,
+                table.external_id] + [getattr(table, c) for c in columns],
+            new)
+        self._update(table, [getattr(table, c) for c in columns], changed)
+        self.summary['items_created'] = len(new)
+        self.summary['items_updated'] = len(changed)
+        self.summary['items_closed'] += len(closed)
+        self.summary['items_reopened'] = len(reopened)
+        self._events_for_new_items(max_before)
+        self._events(closed, 'paid', "Closed: paid in the accounting package")
+        self._events(reopened, 'reopened',
+            "Reopened: open again in the accounting package")
+        ids = {k: v[0] for k, v in self._stored(self.Item, []).items()}
+        for external_id in negative:
+            self.Attention.raise_for(self.administration, 'booking_error',
+                "Negative open item %s: a credit note not yet matched?"
+                % external_id, item=self.Item(ids[external_id]))
+        return ids
+
+    @staticmethod
+    def _differs(was, values, columns):
+        for column in columns:
+            old, new = was[column], values[column]
+            if isinstance(new, Decimal) and old is not None:
+                old = Decimal(str(old))
+            if isinstance(new, datetime.date) and isinstance(old, str):
+                old = datetime.date.fromisoformat(old)
+            if old != new:
+                return True
+        return False
+
+    def _events_for_new_items(self, max_before):
+        item, event = self.Item.__table__(), self.Event.__table__()
+        self.cursor.execute(*event.insert(
+                [event.company, event.item, event.date, event.kind,
+                    event.description, event.create_uid, event.create_date],
+                item.select(item.company, item.id, Literal(self.today),
+                    Literal('imported'), Literal("Imported"),
+                    Literal(self.user), CurrentTimestamp(),
+                    where=(item.administration == self.administration.id)
+                    & (item.id > max_before))))
+
+    def _events(self, item_ids, kind, description):
+        event = self.Event.__table__()
+        self._insert(event, [event.company, event.item, event.date,
+                event.kind, event.description],
+            [[self.company.id, i, self.today, kind, description]
+                for i in item_ids])
+
+    def _close(self, items, closed_ids, complete):
+        "Close items the source no longer lists as open."
+        table = self.Item.__table__()
+        self.cursor.execute(*table.select(table.id, table.external_id,
+                where=(table.administration == self.administration.id)
+                & (table.state == 'open')))
+        open_items = dict((e, i) for i, e in self.cursor)
+        gone = set(closed_ids)
+        if complete:
+            gone |= set(open_items) - set(items)
+        to_close = [open_items[e] for e in gone if e in open_items]
+        for start in range(0, len(to_close), CHUNK):
+            self.cursor.execute(*table.update(
+                    [table.state, table.open_amount, table.paid_date,
+                        table.write_uid, table.write_date],
+                    ['paid', 0, self.today, self.user, CurrentTimestamp()],
+                    where=table.id.in_(to_close[start:start + CHUNK])))
+        self._events(to_close, 'paid',
+            "Closed: no longer open in the accounting package")
+        self.summary['items_closed'] += len(to_close)
+
+    def _insert_payments(self, payments, item_ids):
+        table = self.Payment.__table__()
+        stored = self._stored(self.Payment, [])
+        rows, events = [], []
+        for external_id, values in payments.items():
+            if external_id in stored:
+                continue
+            item_id = item_ids.get(values['item'])
+            rows.append([self.company.id, self.administration.id, item_id,
+                    external_id, values['date'], values['amount'], 'import'])
+            if item_id:
+                events.append([self.company.id, item_id, values['date'],
+                        'payment', "Payment %s of %s" % (
+                            external_id, values['amount'])])
+            else:
+                self.Attention.raise_for(self.administration,
+                    'booking_error', "Payment %s of %s without a known "
+                    "invoice %s" % (external_id, values['amount'],
+                        values['item']))
+        self._insert(table, [table.company, table.administration,
+                table.item, table.external_id, table.date, table.amount,
+                table.source], rows)
+        event = self.Event.__table__()
+        self._insert(event, [event.company, event.item, event.date,
+                event.kind, event.description], events)
+        self.summary['payments_created'] = len(rows)

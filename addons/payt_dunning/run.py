@@ -1,0 +1,361 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The daily run: move every open, unpaused item to the latest step it is
+due for, record skipped steps, and create each step's communications
+exactly once.
+
+The run is set-based: a handful of SQL statements per flow step inside the
+ORM's transaction, whatever the number of items. The ORM is kept for the few
+records (administration, flow, pauses) and for access checks.
+"""
+import datetime
+import json
+from collections import OrderedDict
+from decimal import Decimal
+
+from sql import Literal, Null
+from sql.aggregate import Count, Sum
+from sql.conditionals import Case, Coalesce
+from sql.functions import CurrentTimestamp
+
+from trytond.i18n import gettext
+from trytond.exceptions import UserError
+from trytond.model import ModelSQL, ModelView, fields
+from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
+from trytond.transaction import Transaction
+from trytond.wizard import Button, StateTransition, StateView, Wizard
+
+
+def _conflict_do_nothing(table, columns):
+    "ON CONFLICT DO NOTHING on the given unique columns."
+    from sql import Conflict
+    return Conflict(table, indexed_columns=columns)
+
+
+class DailyRun:
+    "One administration's run for one date."
+
+    def __init__(self, administration, date):
+        self.administration = administration
+        self.date = date
+        self.flow = administration.flow
+        self.steps = self.flow.steps_in_order() if self.flow else []
+        pool = Pool()
+        self.item = pool.get('payt.item').__table__()
+        self.pause = pool.get('payt.pause').__table__()
+        self.event = pool.get('payt.event').__table__()
+        self.communication = pool.get('payt.communication').__table__()
+        self.attention = pool.get('payt.attention').__table__()
+        self.cursor = Transaction().connection.cursor()
+        self.user = Transaction().user
+
+    def execute(self):
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        # Serialise runs of one administration: a second, overlapping run
+        # waits here and then finds every item already moved.
+        Administration.lock([self.administration])
+        summary = OrderedDict(
+            administration=self.administration.rec_name,
+            administration_id=self.administration.id,
+            date=self.date.isoformat(), state='done', resumed=0, steps=[])
+        summary['resumed'] = self._resume_expired_pauses()
+        if not self.flow:
+            raise UserError(gettext('payt_dunning.msg_administration_no_flow',
+                    administration=self.administration.rec_name))
+        held = self._administration_hold()
+        if held:
+            summary['state'] = held
+            return summary
+        for index, step in enumerate(self.steps):
+            summary['steps'].append(self._move_to(index, step))
+        summary['items_moved'] = sum(s['moved'] for s in summary['steps'])
+        summary['communications'] = sum(
+            sum(s['communications'].values()) for s in summary['steps'])
+        return summary
+
+    def _resume_expired_pauses(self):
+        "Pauses whose end date has passed are lifted before anything moves."
+        Pause = Pool().get('payt.pause')
+        expired = Pause.search([
+                ('administration', '=', self.administration.id),
+                ('state', '=', 'active'),
+                ('end_date', '!=', None),
+                ('end_date', '<', self.date),
+                ])
+        Pause.lift(expired, date=self.date, automatic=True)
+        return len(expired)
+
+    def _active_pause(self):
+        pause = self.pause
+        return ((pause.administration == self.administration.id)
+            & (pause.state == 'active')
+            & ((pause.end_date == Null) | (pause.end_date >= self.date)))
+
+    def _administration_hold(self):
+        pause = self.pause
+        self.cursor.execute(*pause.select(pause.kind,
+                where=self._active_pause() & (pause.debtor == Null)
+                & (pause.item == Null)))
+        kinds = {k for k, in self.cursor}
+        if 'stop' in kinds:
+            return 'stopped'
+        if 'pause' in kinds:
+            return 'paused'
+        return None
+
+    def _followed(self):
+        "Open, positive items of the administration not held at any level."
+        item, pause = self.item, self.pause
+        held_items = pause.select(pause.item,
+            where=self._active_pause() & (pause.item != Null))
+        held_debtors = pause.select(pause.debtor,
+            where=self._active_pause() & (pause.debtor != Null)
+            & (pause.item == Null))
+        return ((item.administration == self.administration.id)
+            & (item.state == 'open')
+            & (item.open_amount > 0)
+            & ~item.id.in_(held_items)
+            & ~item.debtor.in_(held_debtors))
+
+    def _cut(self, step):
+        "Items due on or before this date are due for the step."
+        return self.date - datetime.timedelta(days=step.lead_days)
+
+    def _move_to(self, index, step):
+        item = self.item
+        later = [s.id for s in self.steps[index:]]
+        passing = (self._followed()
+            & (item.due_date <= self._cut(step))
+            & ((item.step == Null) | ~item.step.in_(later)))
+        if index + 1 < len(self.steps):
+            is_target = item.due_date > self._cut(self.steps[index + 1])
+        else:
+            is_target = Literal(True)
+        below = item.open_amount < step.min_amount
+        reached = passing & is_target
+        result = self._count(step, passing, is_target, below)
+        if not result['passing']:
+            return result['report']
+        self._insert_events(step, passing, is_target, below)
+        result['report']['communications'] = self._insert_communications(
+            step, reached & ~below)
+        self._insert_below_minimum_attention(step, reached & below)
+        self.cursor.execute(*item.update(
+                [item.step, item.step_date], [step.id, self.date],
+                where=reached))
+        return result['report']
+
+    def _count(self, step, passing, is_target, below):
+        item = self.item
+        one, zero = Literal(1), Literal(0)
+        moved = is_target & ~below
+        self.cursor.execute(*item.select(
+                Count(Literal('*')),
+                Sum(Case((moved, one), else_=zero)),
+                Sum(Case((moved, item.open_amount), else_=Literal(0))),
+                Sum(Case((is_target & below, one), else_=zero)),
+                Sum(Case((is_target, zero), else_=one)),
+                where=passing))
+        count, moved, amount, below_count, overtaken = self.cursor.fetchone()
+        report = OrderedDict(
+            step=step.name, lead_days=step.lead_days,
+            moved=int(moved or 0),
+            amount=str(Decimal(str(amount or 0)).quantize(Decimal('0.01'))),
+            skipped_below_minimum=int(below_count or 0),
+            skipped_overtaken=int(overtaken or 0),
+            communications={c: 0 for c in step.channels or []})
+        return {'passing': count, 'report': report}
+
+    def _insert_events(self, step, passing, is_target, below):
+        item, event = self.item, self.event
+        kind = Case((is_target & ~below, Literal('step')),
+            else_=Literal('skipped'))
+        description = Case(
+            (~is_target, Literal(
+                    "Skipped: a later step was already due")),
+            (below, Literal(
+                    "Skipped: open amount below the step's minimum of %s"
+                    % step.min_amount)),
+            else_=Literal("Step reached: %s" % step.name))
+        self.cursor.execute(*event.insert(
+                [event.company, event.item, event.date, event.kind,
+                    event.step, event.description, event.create_uid,
+                    event.create_date],
+                item.select(item.company, item.id, Literal(self.date), kind,
+                    Literal(step.id), description, Literal(self.user),
+                    CurrentTimestamp(), where=passing)))
+
+    def _insert_communications(self, step, where):
+        item, communication = self.item, self.communication
+        created = OrderedDict()
+        for channel in step.channels or []:
+            self.cursor.execute(*communication.insert(
+                    [communication.company, communication.item,
+                        communication.step, communication.channel,
+                        communication.run_date, communication.state,
+                        communication.create_uid, communication.create_date],
+                    item.select(item.company, item.id, Literal(step.id),
+                        Literal(channel), Literal(self.date),
+                        Literal('pending'), Literal(self.user),
+                        CurrentTimestamp(), where=where),
+                    on_conflict=_conflict_do_nothing(communication, [
+                            communication.item, communication.step,
+                            communication.channel])))
+            created[channel] = max(self.cursor.rowcount, 0)
+        return created
+
+    def _insert_below_minimum_attention(self, step, where):
+        item, attention = self.item, self.attention
+        already = attention.select(attention.item,
+            where=(attention.reason == 'below_minimum')
+            & (attention.state == 'open')
+            & (attention.administration == self.administration.id))
+        self.cursor.execute(*attention.insert(
+                [attention.company, attention.administration,
+                    attention.debtor, attention.item, attention.reason,
+                    attention.description, attention.date, attention.state,
+                    attention.create_uid, attention.create_date],
+                item.select(item.company, item.administration, item.debtor,
+                    item.id, Literal('below_minimum'),
+                    Literal("Open amount below the minimum of step %s"
+                        % step.name),
+                    Literal(self.date), Literal('open'), Literal(self.user),
+                    CurrentTimestamp(),
+                    where=where & ~item.id.in_(already))))
+
+
+class Run(ModelSQL, ModelView):
+    "Daily Run"
+    __name__ = 'payt.run'
+    company = fields.Many2One(
+        'company.company', "Company", required=True, readonly=True)
+    administration = fields.Many2One(
+        'payt.administration', "Administration", required=True,
+        readonly=True, ondelete='CASCADE')
+    date = fields.Date("Date", required=True, readonly=True)
+    state = fields.Char("Outcome", readonly=True)
+    items_moved = fields.Integer("Items Moved", readonly=True)
+    communications = fields.Integer("Communications Created", readonly=True)
+    summary = fields.Text("Summary", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+
+    @classmethod
+    def execute(cls, administration, date, dry_run=False):
+        """Run one administration for one date and return the summary.
+
+        A dry run is the real run in a transaction that is rolled back, so
+        its preview is exactly what a real run would do."""
+        if dry_run:
+            transaction = Transaction()
+            cursor = transaction.connection.cursor()
+            # A savepoint, not a second transaction: SQLite shares one
+            # connection per database.
+            cursor.execute('SAVEPOINT payt_dry_run')
+            try:
+                summary = DailyRun(administration, date).execute()
+            finally:
+                cursor.execute('ROLLBACK TO SAVEPOINT payt_dry_run')
+                cursor.execute('RELEASE SAVEPOINT payt_dry_run')
+                for cache in transaction.cache.values():
+                    cache.clear()
+            summary['dry_run'] = True
+            return summary
+        summary = DailyRun(administration, date).execute()
+        summary['dry_run'] = False
+        cls.create([{
+                    'company': administration.company.id,
+                    'administration': administration.id,
+                    'date': date,
+                    'state': summary['state'],
+                    'items_moved': summary.get('items_moved', 0),
+                    'communications': summary.get('communications', 0),
+                    'summary': json.dumps(summary, indent=1),
+                    }])
+        return summary
+
+    @classmethod
+    def cron_daily(cls):
+        "The daily run of every administration, then the sending."
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Communication = pool.get('payt.communication')
+        today = pool.get('ir.date').today()
+        for administration in Administration.search([]):
+            cls.execute(administration, today)
+        Communication.send_pending()
+
+
+class Cron(metaclass=PoolMeta):
+    __name__ = 'ir.cron'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.method.selection.append(
+            ('payt.run|cron_daily', "Run Daily Dunning"))
+
+
+class RunStart(ModelView):
+    "Run Dunning"
+    __name__ = 'payt.run.start'
+    date = fields.Date("Date", required=True)
+    preview = fields.Text("Preview", readonly=True)
+
+
+class RunWizard(Wizard):
+    "Run Dunning"
+    __name__ = 'payt.run.wizard'
+    start = StateView('payt.run.start',
+        'payt_dunning.run_start_view_form', [
+            Button("Close", 'end', 'tryton-cancel'),
+            Button("Preview", 'preview', 'tryton-search'),
+            Button("Run", 'run', 'tryton-ok', default=True),
+            ])
+    preview = StateTransition()
+    run = StateTransition()
+
+    def default_start(self, fields):
+        values = {'date': Pool().get('ir.date').today()}
+        if getattr(self.start, 'preview', None):
+            values['preview'] = self.start.preview
+            values['date'] = self.start.date
+        return values
+
+    def _summaries(self, dry_run):
+        Run = Pool().get('payt.run')
+        return [Run.execute(a, self.start.date, dry_run=dry_run)
+            for a in self.records]
+
+    def transition_preview(self):
+        self.start.preview = format_summaries(self._summaries(True))
+        return 'start'
+
+    def transition_run(self):
+        self._summaries(False)
+        return 'end'
+
+
+def format_summaries(summaries):
+    "A summary as a person reads it."
+    lines = []
+    for summary in summaries:
+        prefix = "DRY RUN " if summary.get('dry_run') else ""
+        lines.append("%s%s on %s: %s" % (prefix, summary['administration'],
+                summary['date'], summary['state']))
+        if summary.get('resumed'):
+            lines.append("  %s pause(s) ended and resumed" % summary['resumed'])
+        for step in summary['steps']:
+            comms = ", ".join("%s %s" % (n, c)
+                for c, n in step['communications'].items()) or "none"
+            lines.append(
+                "  %-28s %+4dd  moved %6d  (%s)  skipped: %d below minimum, "
+                "%d overtaken  communications: %s" % (
+                    step['step'][:28], step['lead_days'], step['moved'],
+                    step['amount'], step['skipped_below_minimum'],
+                    step['skipped_overtaken'], comms))
+    return "\n".join(lines)
