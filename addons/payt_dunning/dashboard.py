@@ -7,6 +7,8 @@ from sql.conditionals import Case
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 
+from .bulk import const
+
 AGEING = [
     ('0_not_due', "Not due"),
     ('1_1_30', "1-30 days"),
@@ -53,7 +55,7 @@ class StepSummary(_OpenItemFigures):
                 item.administration.as_('administration'),
                 item.step.as_('step'),
                 Min(step.lead_days).as_('lead_days'),
-                Count(Literal('*')).as_('count'),
+                Count(item.id).as_('count'),
                 Sum(item.open_amount).as_('amount'),
                 where=item.state == 'open',
                 group_by=[item.company, item.administration, item.step])
@@ -78,20 +80,24 @@ class Ageing(_OpenItemFigures):
         item = cls._open_items()
         today = Pool().get('ir.date').today()
         bucket = Case(
-            (item.due_date >= today, Literal('0_not_due')),
-            (item.due_date >= today - _days(30), Literal('1_1_30')),
-            (item.due_date >= today - _days(60), Literal('2_31_60')),
-            (item.due_date >= today - _days(90), Literal('3_61_90')),
-            else_=Literal('4_90_plus'))
-        return item.select(
-            Min(item.id).as_('id'),
-            item.company.as_('company'),
-            item.administration.as_('administration'),
-            bucket.as_('bucket'),
-            Count(Literal('*')).as_('count'),
-            Sum(item.open_amount).as_('amount'),
-            where=item.state == 'open',
-            group_by=[item.company, item.administration, bucket])
+            (item.due_date >= today, const('0_not_due', 'VARCHAR')),
+            (item.due_date >= today - _days(30), const('1_1_30', 'VARCHAR')),
+            (item.due_date >= today - _days(60), const('2_31_60', 'VARCHAR')),
+            (item.due_date >= today - _days(90), const('3_61_90', 'VARCHAR')),
+            else_=const('4_90_plus', 'VARCHAR'))
+        # Bucket in a subquery: PostgreSQL does not see two parameterised
+        # CASE expressions (SELECT and GROUP BY) as the same.
+        aged = item.select(item.id, item.company, item.administration,
+            item.open_amount, bucket.as_('bucket'),
+            where=item.state == 'open')
+        return aged.select(
+            Min(aged.id).as_('id'),
+            aged.company.as_('company'),
+            aged.administration.as_('administration'),
+            aged.bucket.as_('bucket'),
+            Count(aged.id).as_('count'),
+            Sum(aged.open_amount).as_('amount'),
+            group_by=[aged.company, aged.administration, aged.bucket])
 
 
 def _days(n):

@@ -18,6 +18,7 @@ from trytond.i18n import gettext
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
+from .bulk import const, invalidate_caches
 from .flow import DEBTOR_KINDS, LANGUAGES
 
 CHUNK = 1000
@@ -300,6 +301,7 @@ class BatchImporter:
         item_ids = self._upsert_items(items, debtor_ids)
         self._close(items, closed, batch.get('complete', False))
         self._insert_payments(payments, item_ids)
+        invalidate_caches()
         return self.summary
 
     def _insert(self, table, columns, rows):
@@ -406,9 +408,9 @@ class BatchImporter:
         self.cursor.execute(*event.insert(
                 [event.company, event.item, event.date, event.kind,
                     event.description, event.create_uid, event.create_date],
-                item.select(item.company, item.id, Literal(self.today),
-                    Literal('imported'), Literal("Imported"),
-                    Literal(self.user), CurrentTimestamp(),
+                item.select(item.company, item.id, const(self.today, 'DATE'),
+                    const('imported', 'VARCHAR'), const("Imported", 'VARCHAR'),
+                    const(self.user, 'INTEGER'), CurrentTimestamp(),
                     where=(item.administration == self.administration.id)
                     & (item.id > max_before))))
 

@@ -3,7 +3,6 @@
 administration, with a reason and an optional end date."""
 import datetime
 
-from sql import Literal, Null
 from sql.functions import CurrentTimestamp
 
 from trytond.i18n import gettext
@@ -14,11 +13,17 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
+from .bulk import const, invalidate_caches
+
 FOLLOW_UP = [
     ('active', "Active"),
     ('paused', "Paused"),
     ('stopped', "Stopped"),
     ]
+
+
+# The timeline event that records each change of follow-up.
+EVENT_OF = {'pause': 'paused', 'stop': 'stopped', 'resumed': 'resumed'}
 
 
 class Pause(ModelSQL, ModelView):
@@ -153,12 +158,14 @@ class Pause(ModelSQL, ModelView):
                 [event.company, event.item, event.date, event.kind,
                     event.description, event.create_uid, event.create_date],
                 item.select(
-                    item.company, item.id, Literal(self.start_date
+                    item.company, item.id, const(self.start_date
                         if kind != 'resumed' else
-                        (self.lifted_date or self.start_date)),
-                    Literal(kind if kind != 'stop' else 'stopped'),
-                    Literal(description[:1000]), Literal(user),
+                        (self.lifted_date or self.start_date), 'DATE'),
+                    const(EVENT_OF[kind], 'VARCHAR'),
+                    const(description[:1000], 'VARCHAR'),
+                    const(user, 'INTEGER'),
                     CurrentTimestamp(), where=where)))
+        invalidate_caches()
 
 
 class PausableMixin:

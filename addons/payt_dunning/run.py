@@ -25,11 +25,7 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
-
-def _conflict_do_nothing(table, columns):
-    "ON CONFLICT DO NOTHING on the given unique columns."
-    from sql import Conflict
-    return Conflict(table, indexed_columns=columns)
+from .bulk import const, do_nothing_on_conflict, invalidate_caches
 
 
 class DailyRun:
@@ -69,6 +65,7 @@ class DailyRun:
             return summary
         for index, step in enumerate(self.steps):
             summary['steps'].append(self._move_to(index, step))
+        invalidate_caches()
         summary['items_moved'] = sum(s['moved'] for s in summary['steps'])
         summary['communications'] = sum(
             sum(s['communications'].values()) for s in summary['steps'])
@@ -131,7 +128,7 @@ class DailyRun:
         if index + 1 < len(self.steps):
             is_target = item.due_date > self._cut(self.steps[index + 1])
         else:
-            is_target = Literal(True)
+            is_target = const(True, 'BOOLEAN')
         below = item.open_amount < step.min_amount
         reached = passing & is_target
         result = self._count(step, passing, is_target, below)
@@ -148,12 +145,12 @@ class DailyRun:
 
     def _count(self, step, passing, is_target, below):
         item = self.item
-        one, zero = Literal(1), Literal(0)
+        one, zero = const(1, 'INTEGER'), const(0, 'INTEGER')
         moved = is_target & ~below
         self.cursor.execute(*item.select(
-                Count(Literal('*')),
+                Count(item.id),
                 Sum(Case((moved, one), else_=zero)),
-                Sum(Case((moved, item.open_amount), else_=Literal(0))),
+                Sum(Case((moved, item.open_amount), else_=const(0, 'NUMERIC'))),
                 Sum(Case((is_target & below, one), else_=zero)),
                 Sum(Case((is_target, zero), else_=one)),
                 where=passing))
@@ -169,21 +166,22 @@ class DailyRun:
 
     def _insert_events(self, step, passing, is_target, below):
         item, event = self.item, self.event
-        kind = Case((is_target & ~below, Literal('step')),
-            else_=Literal('skipped'))
+        kind = Case((is_target & ~below, const('step', 'VARCHAR')),
+            else_=const('skipped', 'VARCHAR'))
         description = Case(
-            (~is_target, Literal(
-                    "Skipped: a later step was already due")),
-            (below, Literal(
+            (~is_target, const(
+                    "Skipped: a later step was already due", 'VARCHAR')),
+            (below, const(
                     "Skipped: open amount below the step's minimum of %s"
-                    % step.min_amount)),
-            else_=Literal("Step reached: %s" % step.name))
+                    % step.min_amount, 'VARCHAR')),
+            else_=const("Step reached: %s" % step.name, 'VARCHAR'))
         self.cursor.execute(*event.insert(
                 [event.company, event.item, event.date, event.kind,
                     event.step, event.description, event.create_uid,
                     event.create_date],
-                item.select(item.company, item.id, Literal(self.date), kind,
-                    Literal(step.id), description, Literal(self.user),
+                item.select(item.company, item.id, const(self.date, 'DATE'),
+                    kind, const(step.id, 'INTEGER'), description,
+                    const(self.user, 'INTEGER'),
                     CurrentTimestamp(), where=passing)))
 
     def _insert_communications(self, step, where):
@@ -195,11 +193,12 @@ class DailyRun:
                         communication.step, communication.channel,
                         communication.run_date, communication.state,
                         communication.create_uid, communication.create_date],
-                    item.select(item.company, item.id, Literal(step.id),
-                        Literal(channel), Literal(self.date),
-                        Literal('pending'), Literal(self.user),
+                    item.select(item.company, item.id,
+                        const(step.id, 'INTEGER'), const(channel, 'VARCHAR'),
+                        const(self.date, 'DATE'), const('pending', 'VARCHAR'),
+                        const(self.user, 'INTEGER'),
                         CurrentTimestamp(), where=where),
-                    on_conflict=_conflict_do_nothing(communication, [
+                    on_conflict=do_nothing_on_conflict(communication, [
                             communication.item, communication.step,
                             communication.channel])))
             created[channel] = max(self.cursor.rowcount, 0)
@@ -217,10 +216,11 @@ class DailyRun:
                     attention.description, attention.date, attention.state,
                     attention.create_uid, attention.create_date],
                 item.select(item.company, item.administration, item.debtor,
-                    item.id, Literal('below_minimum'),
-                    Literal("Open amount below the minimum of step %s"
-                        % step.name),
-                    Literal(self.date), Literal('open'), Literal(self.user),
+                    item.id, const('below_minimum', 'VARCHAR'),
+                    const("Open amount below the minimum of step %s"
+                        % step.name, 'VARCHAR'),
+                    const(self.date, 'DATE'), const('open', 'VARCHAR'),
+                    const(self.user, 'INTEGER'),
                     CurrentTimestamp(),
                     where=where & ~item.id.in_(already))))
 
@@ -261,8 +261,7 @@ class Run(ModelSQL, ModelView):
             finally:
                 cursor.execute('ROLLBACK TO SAVEPOINT payt_dry_run')
                 cursor.execute('RELEASE SAVEPOINT payt_dry_run')
-                for cache in transaction.cache.values():
-                    cache.clear()
+                invalidate_caches()
             summary['dry_run'] = True
             return summary
         summary = DailyRun(administration, date).execute()

@@ -1,0 +1,33 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Small helpers for the set-based SQL of the run and the import."""
+from sql import Cast, Conflict, Literal
+
+from trytond.transaction import Transaction
+
+
+def do_nothing_on_conflict(table, columns):
+    "ON CONFLICT (columns) DO NOTHING, on PostgreSQL and SQLite alike."
+    return Conflict(table, indexed_columns=columns)
+
+
+def invalidate_caches():
+    """Forget what the ORM read earlier in this transaction: set-based SQL
+    changed rows behind its back."""
+    transaction = Transaction()
+    transaction.counter += 1
+    for cache in transaction.cache.values():
+        cache.clear()
+
+
+def const(value, sql_type):
+    """A constant in a SELECT list. PostgreSQL cannot infer the type of a
+    bare parameter there; SQLite would mangle a CAST to DATE, so only
+    PostgreSQL gets the cast."""
+    if _backend_name() == 'postgresql':
+        return Cast(Literal(value), sql_type)
+    return Literal(value)
+
+
+def _backend_name():
+    from trytond import backend
+    return backend.name

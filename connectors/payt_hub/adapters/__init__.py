@@ -1,0 +1,1 @@
+from .base import ADAPTERS, Adapter, Page, get_adapter  # noqa: F401

@@ -1,0 +1,1 @@
+"""Simulators of accounting-package APIs on real loopback ports (tests, demos)."""
