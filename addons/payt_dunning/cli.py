@@ -4,6 +4,7 @@
     payt run --database DB [--date YYYY-MM-DD] [--dry-run] [--json]
     payt import --database DB --administration NAME batch.json
     payt demo --database DB
+    payt mailcatcher [--port 8025] [--dir var/mail]
     payt costs --principal 1234.56 [--consumer|--business] [--json]
     payt interest --principal X --from DATE --to DATE --kind consumer
 """
@@ -11,6 +12,7 @@ import argparse
 import datetime
 import json
 import os
+import smtplib
 import sys
 import time
 
@@ -60,6 +62,11 @@ def parser():
     demo.add_argument('--database', '-d', required=True)
     demo.add_argument('--seed', type=int, default=2026)
 
+    catcher = commands.add_parser('mailcatcher',
+        help="a local SMTP server that keeps every email as a file")
+    catcher.add_argument('--port', type=int, default=8025)
+    catcher.add_argument('--dir', default='var/mail')
+
     costs = commands.add_parser('costs',
         help="statutory collection costs (BIK staffel)")
     costs.add_argument('--principal', required=True)
@@ -108,23 +115,32 @@ def _pool(args):
     return pool
 
 
-def _transaction(database, readonly=False):
+def _transaction(database, readonly=False, **extras):
     from trytond.transaction import Transaction
     return Transaction().start(database, 0, readonly=readonly,
-        context={'_skip_warnings': True})
+        context={'_skip_warnings': True}, **extras)
 
 
 def _retrying(database, work, attempts=5):
-    "Run work(transaction) in a transaction, again on serialization conflict."
+    """Run work(transaction) in a transaction, as Tryton's own dispatcher
+    does: again with the locks it asked for (taken at the start, before
+    PostgreSQL's snapshot), and again on a serialization conflict."""
     from trytond import backend
+    from trytond.transaction import TransactionError
+    extras = {}
     for attempt in range(attempts):
         try:
-            with _transaction(database) as transaction:
-                return work(transaction)
+            with _transaction(database, **extras) as transaction:
+                try:
+                    return work(transaction)
+                except TransactionError as error:
+                    transaction.rollback()
+                    error.fix(extras)
         except backend.DatabaseOperationalError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.1 * 2 ** attempt)
+    raise RuntimeError("no transaction could be completed")
 
 
 def cmd_run(args):
@@ -155,13 +171,14 @@ def cmd_run(args):
         summary = _retrying(args.database, work)
         summary['seconds'] = round(time.perf_counter() - started, 3)
         summaries.append(summary)
+    undelivered = None
     if not args.dry_run and not args.no_send:
         for administration_id in ids:
-            def send(transaction):
-                Administration = pool.get('payt.administration')
-                return pool.get('payt.communication').send_pending(
-                    Administration(administration_id))
-            sent = _retrying(args.database, send)
+            try:
+                sent = _send(pool, args.database, administration_id)
+            except (OSError, smtplib.SMTPException) as exception:
+                undelivered = exception
+                break
             for summary in summaries:
                 if summary['administration_id'] == administration_id:
                     summary['emails_sent'] = sent
@@ -175,6 +192,26 @@ def cmd_run(args):
             if 'emails_sent' in summary:
                 print("  %s: %s email(s) sent" % (
                         summary['administration'], summary['emails_sent']))
+    if undelivered:
+        _report_undelivered(undelivered)
+        return 3
+
+
+def _send(pool, database, administration_id=None):
+    "Deliver pending emails; they leave when the transaction commits."
+    def send(transaction):
+        Administration = pool.get('payt.administration')
+        return pool.get('payt.communication').send_pending(
+            Administration(administration_id) if administration_id else None)
+    return _retrying(database, send)
+
+
+def _report_undelivered(exception):
+    from trytond import config
+    print("payt: could not deliver email through %s (%s). The "
+        "communications stay pending and go out with the next run; check "
+        "the [email] uri setting." % (
+            config.get('email', 'uri'), exception), file=sys.stderr)
 
 
 def cmd_import(args):
@@ -196,8 +233,45 @@ def cmd_demo(args):
     pool = _pool(args)
     from .demo import build_demo
     with _transaction(args.database) as transaction:
-        build_demo(pool, seed=args.seed, progress=_progress)
+        build_demo(pool, seed=args.seed, progress=print)
         transaction.commit()
+    try:
+        print("%s reminder emails delivered" % _send(pool, args.database))
+    except (OSError, smtplib.SMTPException) as exception:
+        _report_undelivered(exception)
+
+
+def cmd_mailcatcher(args):
+    "Keep every email the demo sends as an .eml file, for reading."
+    import email
+    import email.policy
+    import pathlib
+    from aiosmtpd.controller import Controller
+    folder = pathlib.Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    class Keep:
+        count = 0
+
+        async def handle_DATA(self, server, session, envelope):
+            Keep.count += 1
+            message = email.message_from_bytes(
+                envelope.content, policy=email.policy.default)
+            path = folder / ('%s-%05d.eml' % (
+                    time.strftime('%Y%m%d-%H%M%S'), Keep.count))
+            path.write_bytes(envelope.content)
+            print("mail to %s: %s" % (', '.join(envelope.rcpt_tos),
+                    message['Subject']), flush=True)
+            return '250 OK'
+    controller = Controller(Keep(), hostname='127.0.0.1', port=args.port)
+    controller.start()
+    print("Mail catcher on smtp://127.0.0.1:%s, keeping mail in %s" % (
+            args.port, folder), flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        controller.stop()
 
 
 def cmd_costs(args):
@@ -216,6 +290,7 @@ COMMANDS = {
     'run': cmd_run,
     'import': cmd_import,
     'demo': cmd_demo,
+    'mailcatcher': cmd_mailcatcher,
     'costs': cmd_costs,
     'interest': cmd_interest,
     }

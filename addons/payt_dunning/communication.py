@@ -1,6 +1,7 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Communications: one per (item, step, channel), created by the daily run
 and delivered by the sender."""
+import datetime
 import logging
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -15,6 +16,21 @@ from . import law
 from .flow import CHANNELS
 
 logger = logging.getLogger(__name__)
+
+
+def format_date(date, language):
+    "Dates as the debtor writes them: 17-10-2026 in Dutch."
+    if not date:
+        return ''
+    return date.strftime('%d-%m-%Y' if language == 'nl' else '%d/%m/%Y')
+
+
+def format_money(amount, currency, language):
+    "EUR 1.234,56 in Dutch, EUR 1,234.56 in English."
+    text = '{:,.{}f}'.format(amount, currency.digits)
+    if language == 'nl':
+        text = text.translate(str.maketrans(',.', '.,'))
+    return '%s %s' % (currency.code, text)
 
 
 class Communication(ModelSQL, ModelView):
@@ -69,15 +85,17 @@ class Communication(ModelSQL, ModelView):
 
     def template_values(self):
         item = self.item
+        language = item.debtor.language
         today = Pool().get('ir.date').today()
         return {
             'debtor_name': item.debtor.name,
             'company': item.company.rec_name,
             'invoice_number': item.number or item.external_id,
-            'invoice_date': item.invoice_date or '',
-            'due_date': item.due_date,
-            'amount': '%s %s' % (item.currency.code, item.amount),
-            'open_amount': '%s %s' % (item.currency.code, item.open_amount),
+            'invoice_date': format_date(item.invoice_date, language),
+            'due_date': format_date(item.due_date, language),
+            'amount': format_money(item.amount, item.currency, language),
+            'open_amount': format_money(
+                item.open_amount, item.currency, language),
             'currency': item.currency.code,
             'days_overdue': (today - item.due_date).days,
             'description': item.description or '',
@@ -90,7 +108,7 @@ class Communication(ModelSQL, ModelView):
         if item.open_amount <= 0:
             return ''
         costs = law.collection_costs(item.open_amount, item.debtor.kind)
-        return '%s %s' % (item.currency.code, costs.total)
+        return format_money(costs.total, item.currency, item.debtor.language)
 
     def render(self):
         "Fill subject and body from the step's template in the debtor's language."
@@ -136,7 +154,7 @@ class Communication(ModelSQL, ModelView):
             msg.set_content(body)
             send_message_transactional(msg, strict=True)
             communication.state = 'sent'
-            communication.sent_at = Transaction().started_at
+            communication.sent_at = datetime.datetime.now()
             communication.recipient = debtor.email
             communication.subject = subject
             communication.body = body

@@ -154,7 +154,7 @@ class BatchImporter:
         self.summary = dict.fromkeys([
                 'debtors_created', 'debtors_updated', 'items_created',
                 'items_updated', 'items_closed', 'items_reopened',
-                'payments_created'], 0)
+                'payments_created', 'payments_updated'], 0)
 
     # -- reading what is stored -------------------------------------------
     def _currencies(self):
@@ -294,9 +294,11 @@ class BatchImporter:
 
     # -- writing ----------------------------------------------------------
     def run(self, batch):
-        debtors, items, payments, closed = self.validate(batch)
-        # One import or run at a time per administration.
+        # One import or run at a time per administration. Locked before
+        # validating: Tryton takes the lock by restarting the transaction,
+        # which would otherwise validate the whole batch twice.
         self.administration.__class__.lock([self.administration])
+        debtors, items, payments, closed = self.validate(batch)
         debtor_ids = self._upsert_debtors(debtors)
         item_ids = self._upsert_items(items, debtor_ids)
         self._close(items, closed, batch.get('complete', False))
@@ -305,11 +307,16 @@ class BatchImporter:
         return self.summary
 
     def _insert(self, table, columns, rows):
-        for start in range(0, len(rows), CHUNK):
-            self.cursor.execute(*table.insert(
-                    columns + [table.create_uid, table.create_date],
-                    [list(r) + [self.user, CurrentTimestamp()]
-                        for r in rows[start:start + CHUNK]]))
+        """rows: (value, ...); one prepared single-row statement for all of
+        them: the driver parses a small statement once instead of a
+        multi-row one per chunk (psycopg parses every long statement)."""
+        if not rows:
+            return
+        query = table.insert(columns + [table.create_uid, table.create_date],
+            [[0] * len(columns) + [self.user, CurrentTimestamp()]])
+        sql = str(query)
+        fixed = list(query.params[len(columns):])
+        self.cursor.executemany(sql, [list(r) + fixed for r in rows])
 
     def _update(self, table, columns, rows):
         "rows: (id, value, ...); one prepared statement for all of them."
@@ -443,13 +450,24 @@ class BatchImporter:
         self.summary['items_closed'] += len(to_close)
 
     def _insert_payments(self, payments, item_ids):
+        """New payments are inserted; a known one whose amount changed is
+        updated (sources that report the total paid so far per item)."""
         table = self.Payment.__table__()
-        stored = self._stored(self.Payment, [])
-        rows, events = [], []
+        stored = self._stored(self.Payment, ['amount'])
+        rows, changed, events = [], [], []
         for external_id, values in payments.items():
-            if external_id in stored:
-                continue
             item_id = item_ids.get(values['item'])
+            if external_id in stored:
+                payment_id, amount = stored[external_id]
+                if Decimal(str(amount)) != values['amount']:
+                    changed.append([payment_id, values['amount'],
+                            values['date']])
+                    if item_id:
+                        events.append([self.company.id, item_id,
+                                values['date'], 'payment',
+                                "Payment %s now %s" % (
+                                    external_id, values['amount'])])
+                continue
             rows.append([self.company.id, self.administration.id, item_id,
                     external_id, values['date'], values['amount'], 'import'])
             if item_id:
@@ -464,7 +482,9 @@ class BatchImporter:
         self._insert(table, [table.company, table.administration,
                 table.item, table.external_id, table.date, table.amount,
                 table.source], rows)
+        self._update(table, [table.amount, table.date], changed)
         event = self.Event.__table__()
         self._insert(event, [event.company, event.item, event.date,
                 event.kind, event.description], events)
         self.summary['payments_created'] = len(rows)
+        self.summary['payments_updated'] = len(changed)

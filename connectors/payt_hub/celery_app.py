@@ -66,9 +66,26 @@ logsafe.install()
           retry_backoff_max=600, retry_jitter=True,
           retry_kwargs={'max_retries': 5})
 def sync_link(self, link_id):
-    """Sync one link; retried with backoff on network errors, 5xx, 429."""
+    """Sync one link; retried with backoff on network errors, 5xx, 429.
+
+    With an ERP configured (PAYT_DATABASE or PAYT_ERP_URL) the link is a
+    ``payt.hub.link`` id: settings come from the ERP, batches go to its
+    bulk import and every attempt is booked on the link (status,
+    auto-pause), exactly as ``payt-hub sync --database``. Otherwise the
+    link comes from PAYT_LINKS_FILE."""
     from .links import get_link
     from .sync import run_sync
+    if erp_link_id(link_id) is not None:
+        from . import erp
+        cfg = erp.connect()
+        wanted = erp_link_id(link_id)
+        for link in erp.links_to_sync(cfg):
+            if link['id'] == wanted:
+                return erp.sync_link(cfg, link, progress=False,
+                                     raise_transient=True)
+        from .errors import LinkError
+        raise LinkError(f'link {link_id} is not active in the ERP',
+                        'rejected')
     link = get_link(link_id)
     with link.adapter() as adapter:
         result = run_sync(adapter, link.sink(), progress=False)
@@ -76,10 +93,32 @@ def sync_link(self, link_id):
             'records': result.records, 'summary': result.summary}
 
 
+def erp_link_id(link_id):
+    """The payt.hub.link id when link_id names an ERP link (an integer, or
+    'erp:<n>') and an ERP is configured; None for PAYT_LINKS_FILE links."""
+    from .erp import erp_configured
+    text = str(link_id)
+    if text.startswith('erp:'):
+        return int(text[4:])
+    if erp_configured() and text.isdigit():
+        from .links import load_links
+        if text not in load_links():
+            return int(text)
+    return None
+
+
 @app.task(name='payt_hub.sync_all_links')
 def sync_all_links():
+    """Queue a sync of every link that is due: ERP links whose sync hour
+    has come and that were not tried today, and every PAYT_LINKS_FILE link.
+    """
     from .links import load_links
     ids = sorted(load_links())
+    from .erp import erp_configured
+    if erp_configured():
+        from . import erp
+        ids += [f'erp:{link["id"]}' for link in
+                erp.links_to_sync(erp.connect(), due=True)]
     for link_id in ids:
         sync_link.delay(link_id)
     return ids

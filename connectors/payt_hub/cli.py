@@ -1,4 +1,5 @@
-"""payt-hub command line: simulate, validate, sync, worker, beat."""
+"""payt-hub command line: simulate, validate, link, configure, sync,
+worker, beat."""
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,80 @@ def cmd_validate(args):
     return 0
 
 
+def _secret_arg(value):
+    """A secret from the command line: ``env:NAME`` reads $NAME, ``-``
+    reads one line from stdin (so it stays out of ps and shell history)."""
+    if value is None:
+        return None
+    from . import logsafe
+    from .links import resolve
+    if value == '-':
+        value = sys.stdin.readline().strip()
+    else:
+        value = resolve({'value': value})['value']
+    logsafe.register(value)  # trytond logs its SQL, values included, at DEBUG
+    return value
+
+
+def _erp(args):
+    from .erp import connect
+    return connect(database=args.database, erp_url=args.erp_url,
+                   config_file=args.config)
+
+
+def cmd_link(args):
+    from .erp import link_administration
+    cfg = _erp(args)
+    out = link_administration(cfg, args.administration, args.package,
+                              _secret_arg(args.code), args.base_url,
+                              args.auth_url, args.sync_time)
+    print(json.dumps(out, indent=2) if args.json else
+          f'link {out["link"]}: {out["administration_name"]} <- '
+          f'{out["package"]} (code {out["code"]}), {out["state"]}')
+    return 0
+
+
+def cmd_configure(args):
+    from .erp import configure_keys
+    cfg = _erp(args)
+    out = configure_keys(cfg, _secret_arg(args.imuis_partner_key),
+                         _secret_arg(args.snelstart_primary),
+                         _secret_arg(args.snelstart_secondary),
+                         args.failure_threshold)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_sync_erp(args):
+    """Sync every active link of the ERP (or one administration's)."""
+    from .erp import links_to_sync, sync_link
+    cfg = _erp(args)
+    links = links_to_sync(cfg, args.administration)
+    if args.administration and not links:
+        raise LinkError(f'administration {args.administration!r} has no '
+                        'active link', 'rejected')
+    results = [sync_link(cfg, link, progress=None if not args.json
+                         else False) for link in links]
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        for r in results:
+            if r['ok']:
+                print(f'{r["administration_name"]} ({r["package"]}): ok, '
+                      f'{r["records"]}')
+            else:
+                status = r['status']
+                print(f'{r["administration_name"]} ({r["package"]}): '
+                      f'FAILED ({status["failing_days"]} day(s)'
+                      f'{", administration paused" if status["paused"] else ""}'
+                      f'): {r["error"]}')
+    return 0 if all(r['ok'] for r in results) else 1
+
+
 def cmd_sync(args):
     from .sync import MemorySink, run_sync
+    if not (args.link or args.adapter) and (args.database or args.erp_url):
+        return cmd_sync_erp(args)
     link, adapter = _adapter(args)
     if args.sink == 'memory':
         sink = MemorySink()
@@ -79,7 +152,7 @@ def cmd_sync(args):
             raise SystemExit('--sink proteus needs --administration and '
                              '--link-id')
         cfg = pconfig.set_trytond(args.database, config_file=args.config)
-        sink = ProteusSink(args.administration, args.link_id, cfg)
+        sink = ProteusSink(int(args.administration), args.link_id, cfg)
     with adapter:
         adapter.validate()
         result = run_sync(adapter, sink, streams=args.stream or None,
@@ -138,11 +211,44 @@ def build_parser():
                            default='memory')
             s.add_argument('--stream', action='append',
                            choices=['debtors', 'open_items', 'payments'])
-            s.add_argument('--administration', type=int)
+            s.add_argument('--administration',
+                           help='ERP mode: only this administration (name '
+                           'or id); with --sink proteus: its id')
             s.add_argument('--link-id', type=int)
-            s.add_argument('--database')
-            s.add_argument('--config')
+            s.add_argument('--database', help='ERP mode: trytond database; '
+                           'syncs every active link of payt.hub.link')
+            s.add_argument('--erp-url', help='ERP mode over XML-RPC: '
+                           'https://user:password@host:8000/database/')
+            s.add_argument('--config', help='trytond configuration file')
+            s.add_argument('--json', action='store_true',
+                           help='print the per-link results as JSON')
         s.set_defaults(func=func)
+
+    s = sub.add_parser('link', help='link an ERP administration to its '
+                       'package and activate it (real login)')
+    s.add_argument('--administration', required=True, help='name or id')
+    s.add_argument('--package', required=True, choices=['imuis', 'snelstart'])
+    s.add_argument('--code', required=True,
+                   help='Omgevingscode / koppelsleutel; env:NAME reads $NAME, '
+                   '- reads stdin')
+    s.add_argument('--base-url', help='iMUIS WSDL URL or SnelStart API base '
+                   '(test services; default: the real one)')
+    s.add_argument('--auth-url', help='SnelStart token URL (test services)')
+    s.add_argument('--sync-time', type=int, help='hour of the daily sync')
+    s.add_argument('--json', action='store_true')
+    s.set_defaults(func=cmd_link)
+
+    s = sub.add_parser('configure', help="set the installation's partner / "
+                       'subscription keys in the ERP (write-only)')
+    s.add_argument('--imuis-partner-key', help='env:NAME, - (stdin) or value')
+    s.add_argument('--snelstart-primary', help='env:NAME, - or value')
+    s.add_argument('--snelstart-secondary', help='env:NAME, - or value')
+    s.add_argument('--failure-threshold', type=int)
+    s.set_defaults(func=cmd_configure)
+    for s in (sub.choices['link'], sub.choices['configure']):
+        s.add_argument('--database', help='trytond database (embedded)')
+        s.add_argument('--erp-url', help='XML-RPC URL of a running server')
+        s.add_argument('--config', help='trytond configuration file')
 
     for name, func in (('worker', cmd_worker), ('beat', cmd_beat)):
         s = sub.add_parser(name, help=f'celery {name}')

@@ -49,6 +49,11 @@ _filter = RedactFilter()
 
 
 def install():
+    # every handler of the root logger too: records of any logger (trytond's
+    # SQL debug log included) pass through them
+    for handler in logging.getLogger().handlers:
+        if _filter not in handler.filters:
+            handler.addFilter(_filter)
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if _filter not in logger.filters:

@@ -284,12 +284,16 @@ class RunTestCase(unittest.TestCase):
         Communication = pool.get('payt.communication')
         administration = create_administration()
         self._import(administration, [
-                item('a', 'D2', TODAY - days(21), amount='1000.00')])
+                item('a', 'D2', TODAY - days(21), amount='1000.00'),
+                item('b', 'D2', TODAY - days(21), amount='1234567.89')])
         run(administration, TODAY)
-        email, = Communication.search([('channel', '=', 'email')])
+        email, large = Communication.search([('channel', '=', 'email')],
+            order=[('item.external_id', 'ASC')])
         subject, body = email.render()
+        self.assertIn('EUR 1.234.567,89', large.render()[1])
+        self.assertIn('EUR 6.775,00', large.render()[1])
         self.assertIn('veertiendagenbrief', subject)
-        self.assertIn('EUR 150.00', body)
+        self.assertIn('incassokosten verschuldigd van EUR 150,00', body)
         self.assertIn('vanaf de dag nadat deze brief bij u is bezorgd', body)
         self.assertIn('Debtor D2', body)
 

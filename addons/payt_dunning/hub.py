@@ -1,0 +1,595 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The ERP side of the connector hub (payt_hub): one link per administration
+to its accounting package, the hub's resumable cursors, the installation's
+partner keys and the import status that pauses an administration whose
+import keeps failing.
+
+Secrets (environment codes, partner and subscription keys) are stored in
+plain Char columns that only the group "Debtor Management Connector Hub"
+may read (ir.model.field.access in hub.xml). Everybody else sees and types
+them through a ``*_masked`` Function field: its getter shows at most the
+last three characters, its setter stores what was typed. Nothing here logs
+them, and error texts stored on a link are scrubbed of them.
+
+payt_hub is imported lazily, inside the methods that talk to a package, so
+the module loads on a server without it.
+"""
+import datetime
+
+from trytond.exceptions import UserError
+from trytond.i18n import gettext
+from trytond.model import (
+    ModelSingleton, ModelSQL, ModelView, Unique, fields)
+from trytond.model.exceptions import AccessError
+from trytond.pool import Pool
+from trytond.pyson import Eval, If
+from trytond.rpc import RPC
+from trytond.transaction import Transaction, without_check_access
+
+# Keys are the adapter names of payt_hub's registry (payt_hub.adapters.
+# get_adapter(name)); kept literal so the module loads without payt_hub.
+PACKAGES = [
+    ('imuis', "iMUIS Online"),
+    ('snelstart', "SnelStart"),
+    ]
+PACKAGE_NAMES = dict(PACKAGES)
+
+STATES = [
+    ('draft', "Draft"),
+    ('active', "Active"),
+    ('failed', "Failing"),
+    ('disabled', "Disabled"),
+    ]
+AUTOMATIC_CAUSE = 'import_failing'
+
+
+def mask(value):
+    "At most the last three characters; short secrets not at all."
+    if not value:
+        return ''
+    if len(value) < 8:
+        return '*' * 8
+    return '*' * 5 + value[-3:]
+
+
+def scrub(text, *secrets):
+    "The text without any of the secrets in it."
+    text = text or ''
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, '***')
+    return text
+
+
+def _set_secret(cls, records, name, value):
+    "Setter of a *_masked field: store what was typed in the secret field."
+    field = name[:-len('_masked')]
+    value = (value or '').strip() or None
+    with without_check_access():
+        cls.write(records, {field: value})
+
+
+class HubConfiguration(ModelSingleton, ModelSQL, ModelView):
+    "Connector Hub Settings"
+    __name__ = 'payt.hub.configuration'
+    imuis_partner_key = fields.Char("iMUIS Partner Key",
+        help="The PartnerKey of this product, issued by MUIS / KING.")
+    imuis_partner_key_masked = fields.Function(
+        fields.Char("iMUIS Partner Key",
+            help="Shown masked; type a new key to replace it."),
+        'get_masked', setter='set_masked')
+    snelstart_subscription_key_primary = fields.Char(
+        "SnelStart Subscription Key (Primary)")
+    snelstart_subscription_key_primary_masked = fields.Function(
+        fields.Char("SnelStart Subscription Key (Primary)",
+            help="Ocp-Apim-Subscription-Key of this product. Shown masked; "
+            "type a new key to replace it."),
+        'get_masked', setter='set_masked')
+    snelstart_subscription_key_secondary = fields.Char(
+        "SnelStart Subscription Key (Secondary)")
+    snelstart_subscription_key_secondary_masked = fields.Function(
+        fields.Char("SnelStart Subscription Key (Secondary)",
+            help="Used after the primary key is rate limited. Shown masked; "
+            "type a new key to replace it."),
+        'get_masked', setter='set_masked')
+    failure_threshold = fields.Integer("Failed Days Before Pause",
+        required=True,
+        domain=[('failure_threshold', '>=', 1)],
+        help="After this many consecutive days on which the import failed, "
+        "follow-up of the administration is paused until an import "
+        "succeeds again.")
+
+    @staticmethod
+    def default_failure_threshold():
+        return 3
+
+    @classmethod
+    def get_masked(cls, records, names):
+        result = {}
+        with without_check_access():
+            for name in names:
+                field = name[:-len('_masked')]
+                result[name] = {r.id: mask(getattr(r, field))
+                    for r in cls.browse(records)}
+        return result
+
+    @classmethod
+    def set_masked(cls, records, name, value):
+        _set_secret(cls, records, name, value)
+
+    @classmethod
+    def secrets(cls):
+        "The installation's keys, for the adapters (never for display)."
+        with without_check_access():
+            config = cls(1)
+            return {
+                'imuis_partner_key': config.imuis_partner_key,
+                'snelstart_subscription_key_primary':
+                    config.snelstart_subscription_key_primary,
+                'snelstart_subscription_key_secondary':
+                    config.snelstart_subscription_key_secondary,
+                'failure_threshold': config.failure_threshold or 3,
+                }
+
+
+class HubLink(ModelSQL, ModelView):
+    "Accounting Package Link"
+    __name__ = 'payt.hub.link'
+    company = fields.Many2One(
+        'company.company', "Company", required=True, readonly=True)
+    administration = fields.Many2One(
+        'payt.administration', "Administration", required=True,
+        ondelete='CASCADE',
+        domain=[If(Eval('company'),
+                ('company', '=', Eval('company', -1)), ())],
+        states={'readonly': Eval('state') == 'active'})
+    package = fields.Selection(PACKAGES, "Package", required=True,
+        states={'readonly': Eval('state') == 'active'})
+    environment_code = fields.Char("Environment Code",
+        help="iMUIS Omgevingscode or SnelStart koppelsleutel "
+        "(readable by the connector hub only).")
+    environment_code_masked = fields.Function(fields.Char(
+            "Environment Code",
+            states={'readonly': Eval('state') == 'active'},
+            help="iMUIS: the Omgevingscode made in \"MUIS Apps\"; SnelStart: "
+            "the koppelsleutel made under \"Koppelingen\". Shown masked; "
+            "type a new code to replace it."),
+        'get_masked', setter='set_masked')
+    base_url = fields.Char("Service URL",
+        states={'readonly': Eval('state') == 'active'},
+        help="Leave empty for the package's own service. iMUIS: WSDL URL; "
+        "SnelStart: API base URL (…/v2/). Used for test services.")
+    auth_url = fields.Char("Token URL",
+        states={
+            'readonly': Eval('state') == 'active',
+            'invisible': Eval('package') != 'snelstart',
+            },
+        help="SnelStart only: token URL; leave empty for the real one.")
+    state = fields.Selection(STATES, "State", required=True, readonly=True)
+    sync_time = fields.Integer("Sync Hour",
+        domain=['OR', ('sync_time', '=', None),
+            [('sync_time', '>=', 0), ('sync_time', '<=', 23)]],
+        help="Hour of the day (0-23) from which the daily import runs.")
+    last_attempt = fields.Timestamp("Last Attempt", readonly=True)
+    last_success = fields.Timestamp("Last Success", readonly=True)
+    last_failure = fields.Timestamp("Last Failure", readonly=True)
+    last_error = fields.Text("Last Error", readonly=True)
+    consecutive_failures = fields.Integer("Consecutive Failures",
+        readonly=True, help="Failed imports since the last success.")
+    failing_days = fields.Integer("Failing Days", readonly=True,
+        help="Days with a failed import since the last success.")
+    items_imported = fields.Integer("Items Imported", readonly=True,
+        help="Open items received by the last successful import.")
+    cursors = fields.One2Many('payt.hub.cursor', 'link', "Cursors",
+        readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('administration_unique', Unique(t, t.administration),
+                'payt_dunning.msg_hub_link_administration_unique'),
+            ]
+        cls.__rpc__.update({
+                'links_to_sync': RPC(readonly=True),
+                'record_result': RPC(readonly=False),
+                })
+        cls._buttons.update({
+                'activate': {
+                    'invisible': Eval('state') == 'active',
+                    'depends': ['state'],
+                    },
+                'sync_now': {
+                    'invisible': ~Eval('state').in_(['active', 'failed']),
+                    'depends': ['state'],
+                    },
+                'disable': {
+                    'invisible': Eval('state') == 'disabled',
+                    'depends': ['state'],
+                    },
+                })
+
+    @staticmethod
+    def default_company():
+        return Transaction().context.get('company')
+
+    @staticmethod
+    def default_state():
+        return 'draft'
+
+    @staticmethod
+    def default_sync_time():
+        return 6
+
+    @staticmethod
+    def default_consecutive_failures():
+        return 0
+
+    @staticmethod
+    def default_failing_days():
+        return 0
+
+    @staticmethod
+    def default_items_imported():
+        return 0
+
+    @fields.depends('administration', '_parent_administration.company')
+    def on_change_administration(self):
+        if self.administration:
+            self.company = self.administration.company
+
+    @classmethod
+    def create(cls, vlist):
+        Administration = Pool().get('payt.administration')
+        vlist = [v.copy() for v in vlist]
+        for values in vlist:
+            if values.get('administration') and not values.get('company'):
+                values['company'] = Administration(
+                    values['administration']).company.id
+        return super().create(vlist)
+
+    def get_rec_name(self, name):
+        return '%s (%s)' % (self.administration.rec_name,
+            PACKAGE_NAMES.get(self.package, self.package))
+
+    @classmethod
+    def search_rec_name(cls, name, clause):
+        return [('administration.rec_name',) + tuple(clause[1:])]
+
+    @classmethod
+    def get_masked(cls, links, names):
+        result = {}
+        with without_check_access():
+            for name in names:
+                field = name[:-len('_masked')]
+                result[name] = {l.id: mask(getattr(l, field))
+                    for l in cls.browse(links)}
+        return result
+
+    @classmethod
+    def set_masked(cls, links, name, value):
+        _set_secret(cls, links, name, value)
+
+    # -- talking to the package (payt_hub) ---------------------------------
+    def adapter_settings(self, secrets=None, **extra):
+        "The payt_hub adapter settings of this link (holds secrets)."
+        Configuration = Pool().get('payt.hub.configuration')
+        secrets = secrets or Configuration.secrets()
+        with without_check_access():
+            code = self.__class__(self.id).environment_code
+        if not code:
+            raise UserError(gettext('payt_dunning.msg_hub_no_code',
+                    administration=self.administration.rec_name))
+        if self.package == 'imuis':
+            if not secrets['imuis_partner_key']:
+                raise UserError(gettext(
+                        'payt_dunning.msg_hub_no_partner_key'))
+            settings = {'partner_key': secrets['imuis_partner_key'],
+                'environment': code}
+            if self.base_url:
+                settings['wsdl'] = self.base_url
+        else:
+            if not secrets['snelstart_subscription_key_primary']:
+                raise UserError(gettext(
+                        'payt_dunning.msg_hub_no_subscription_key'))
+            settings = {'client_key': code,
+                'subscription_key':
+                    secrets['snelstart_subscription_key_primary']}
+            if secrets['snelstart_subscription_key_secondary']:
+                settings['secondary_key'] = (
+                    secrets['snelstart_subscription_key_secondary'])
+            if self.base_url:
+                settings['base_url'] = self.base_url
+            if self.auth_url:
+                settings['auth_url'] = self.auth_url
+        settings.update(extra)
+        return settings
+
+    def _adapter(self, **extra):
+        try:
+            from payt_hub.adapters import get_adapter
+        except ImportError:
+            raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
+        return get_adapter(self.package, **self.adapter_settings(**extra))
+
+    def _secrets(self):
+        "Every secret this link uses, to scrub them from texts."
+        Configuration = Pool().get('payt.hub.configuration')
+        with without_check_access():
+            code = self.__class__(self.id).environment_code
+        secrets = Configuration.secrets()
+        return [code, secrets['imuis_partner_key'],
+            secrets['snelstart_subscription_key_primary'],
+            secrets['snelstart_subscription_key_secondary']]
+
+    def _link_error(self, exc):
+        "A UserError saying in words what is wrong with the link."
+        reason = getattr(exc, 'reason', None) or 'unreachable'
+        message = {
+            'unknown_environment': 'payt_dunning.msg_hub_unknown_environment',
+            'wrong_partner_key': 'payt_dunning.msg_hub_wrong_partner_key',
+            'wrong_client_key': 'payt_dunning.msg_hub_wrong_client_key',
+            'wrong_subscription_key':
+                'payt_dunning.msg_hub_wrong_subscription_key',
+            'unreachable': 'payt_dunning.msg_hub_unreachable',
+            }.get(reason, 'payt_dunning.msg_hub_rejected')
+        return UserError(gettext(message,
+                administration=self.administration.rec_name,
+                package=PACKAGE_NAMES.get(self.package, self.package),
+                url=self.base_url or "its standard address",
+                detail=scrub(str(exc), *self._secrets())))
+
+    @classmethod
+    @ModelView.button
+    def activate(cls, links):
+        "Check the code with a real login to the package, then activate."
+        try:
+            from payt_hub.errors import HubError, LinkError, TransientError
+        except ImportError:
+            raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
+        for link in links:
+            adapter = link._adapter(timeout=15, attempts=2, retry_wait=0.2)
+            try:
+                with adapter:
+                    adapter.validate()
+            except LinkError as exc:
+                raise link._link_error(exc) from None
+            except TransientError as exc:
+                exc.reason = 'unreachable'
+                raise link._link_error(exc) from None
+            except HubError as exc:
+                exc.reason = 'rejected'
+                raise link._link_error(exc) from None
+        cls.write(links, {'state': 'active', 'last_error': None})
+
+    @classmethod
+    @ModelView.button
+    def disable(cls, links):
+        cls.write(links, {'state': 'disabled'})
+
+    @classmethod
+    @ModelView.button
+    def sync_now(cls, links):
+        """Import now, in this request: the same run_sync as the hub, with
+        a sink that calls the bulk entry point directly."""
+        try:
+            from payt_hub.errors import HubError
+            from payt_hub.sync import run_sync
+        except ImportError:
+            raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
+        for link in links:
+            if link.state not in ('active', 'failed'):
+                raise UserError(gettext('payt_dunning.msg_hub_not_active',
+                        administration=link.administration.rec_name))
+            try:
+                with link._adapter() as adapter:
+                    result = run_sync(adapter, _ErpSink(link),
+                        progress=False)
+            except (HubError, UserError) as exc:
+                link.book_result(False, str(exc), 0)
+            else:
+                link.book_result(True, None,
+                    result.records.get('open_items', 0))
+
+    # -- what the hub calls ------------------------------------------------
+    @classmethod
+    def _check_hub_user(cls):
+        pool = Pool()
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        if Transaction().user == 0:
+            return
+        if ModelData.get_id('payt_dunning', 'group_payt_hub') \
+                not in User.get_groups():
+            raise AccessError(gettext('payt_dunning.msg_hub_not_hub_user'))
+
+    @classmethod
+    def links_to_sync(cls, administration=None, due=False):
+        """What the hub needs per link to sync: id, administration (id and
+        name), package and the adapter settings (with the secrets).
+
+        Only for users of the group "Debtor Management Connector Hub".
+        ``administration``: a name or id to limit to one administration;
+        ``due``: only links whose sync hour has come and that were not
+        tried yet today (what the daily beat uses).
+        """
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Configuration = pool.get('payt.hub.configuration')
+        cls._check_hub_user()
+        domain = [('state', 'in', ['active', 'failed'])]
+        if administration not in (None, ''):
+            domain.append(('administration', '=',
+                    Administration.by_name(str(administration)).id))
+        secrets = Configuration.secrets()
+        now = datetime.datetime.now()
+        result = []
+        for link in cls.search(domain, order=[('id', 'ASC')]):
+            if due and not link._due(now):
+                continue
+            try:
+                settings = link.adapter_settings(secrets)
+            except UserError as exc:
+                settings, error = None, str(exc)
+            else:
+                error = None
+            result.append({
+                    'id': link.id,
+                    'administration': link.administration.id,
+                    'administration_name': link.administration.rec_name,
+                    'package': link.package,
+                    'settings': settings,
+                    'error': error,
+                    })
+        return result
+
+    def _due(self, now):
+        if self.sync_time is not None and now.hour < self.sync_time:
+            return False
+        return not self.last_attempt or self.last_attempt.date() < now.date()
+
+    @classmethod
+    def record_result(cls, link_id, ok, message=None, items=0):
+        """The hub reports one sync of a link: ok or not, the error text and
+        the number of open items received. Returns the link's status."""
+        cls._check_hub_user()
+        link = cls(int(link_id))
+        cls.search([('id', '=', link.id)], limit=1)  # record rules
+        return link.book_result(bool(ok), message, int(items or 0))
+
+    def book_result(self, ok, message, items, now=None):
+        """Book one import result. After `failure_threshold` consecutive
+        failed days the administration is paused (automatic cause
+        import_failing) and a point of attention is raised; a success lifts
+        that pause and resolves the attention."""
+        pool = Pool()
+        Configuration = pool.get('payt.hub.configuration')
+        now = now or datetime.datetime.now()
+        link = self.__class__(self.id)
+        values = {'last_attempt': now}
+        if ok:
+            values.update({
+                    'state': 'active' if link.state == 'failed'
+                    else link.state,
+                    'last_success': now,
+                    'last_error': None,
+                    'consecutive_failures': 0,
+                    'failing_days': 0,
+                    'items_imported': items,
+                    })
+            self.__class__.write([link], values)
+            link._import_recovered()
+        else:
+            message = scrub(message, *link._secrets())[:2000] or "unknown error"
+            new_day = (not link.last_failure
+                or link.last_failure.date() < now.date()
+                or (link.last_success and link.last_success > link.last_failure))
+            failing_days = (link.failing_days or 0) + (1 if new_day else 0)
+            values.update({
+                    'state': 'failed' if link.state == 'active'
+                    else link.state,
+                    'last_failure': now,
+                    'last_error': message,
+                    'consecutive_failures':
+                        (link.consecutive_failures or 0) + 1,
+                    'failing_days': failing_days,
+                    })
+            self.__class__.write([link], values)
+            threshold = Configuration.secrets()['failure_threshold']
+            if failing_days >= threshold:
+                link._import_failing(message)
+        link = self.__class__(self.id)
+        return {
+            'id': link.id,
+            'state': link.state,
+            'consecutive_failures': link.consecutive_failures,
+            'failing_days': link.failing_days,
+            'paused': bool(link._automatic_pauses()),
+            }
+
+    def _automatic_pauses(self):
+        Pause = Pool().get('payt.pause')
+        return Pause.search([
+                ('administration', '=', self.administration.id),
+                ('debtor', '=', None),
+                ('item', '=', None),
+                ('state', '=', 'active'),
+                ('automatic', '=', AUTOMATIC_CAUSE),
+                ])
+
+    def _import_failing(self, message):
+        pool = Pool()
+        Pause = pool.get('payt.pause')
+        Attention = pool.get('payt.attention')
+        reason = "import failing: %s" % message
+        if not self._automatic_pauses():
+            Pause.hold([self.administration], 'pause', reason[:1000],
+                automatic=AUTOMATIC_CAUSE)
+        Attention.raise_for(self.administration, 'import_failing',
+            reason[:1000])
+
+    def _import_recovered(self):
+        pool = Pool()
+        Pause = pool.get('payt.pause')
+        Attention = pool.get('payt.attention')
+        pauses = self._automatic_pauses()
+        if pauses:
+            Pause.lift(pauses)
+        attentions = Attention.search([
+                ('administration', '=', self.administration.id),
+                ('reason', '=', 'import_failing'),
+                ('state', '=', 'open'),
+                ])
+        if attentions:
+            Attention.resolve(attentions)
+
+
+class HubCursor(ModelSQL, ModelView):
+    "Connector Hub Cursor"
+    __name__ = 'payt.hub.cursor'
+    link = fields.Many2One('payt.hub.link', "Link", required=True,
+        ondelete='CASCADE')
+    stream = fields.Char("Stream", required=True)
+    value = fields.Char("Value",
+        help="Where the next import of this stream continues (opaque).")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('link_stream_unique', Unique(t, t.link, t.stream),
+                'payt_dunning.msg_hub_cursor_unique'),
+            ]
+
+
+class _ErpSink:
+    "payt_hub's Sink interface inside the ERP (used by sync_now)."
+
+    def __init__(self, link):
+        self.link = link
+
+    def import_batch(self, batch):
+        Administration = Pool().get('payt.administration')
+        return Administration.import_batch(
+            self.link.administration.id, batch)
+
+    def _find(self, stream):
+        Cursor = Pool().get('payt.hub.cursor')
+        found = Cursor.search([('link', '=', self.link.id),
+                ('stream', '=', stream)], limit=1)
+        return found[0] if found else None
+
+    def load_cursor(self, stream):
+        cursor = self._find(stream)
+        return cursor.value if cursor else None
+
+    def save_cursor(self, stream, value):
+        Cursor = Pool().get('payt.hub.cursor')
+        cursor = self._find(stream)
+        if cursor:
+            Cursor.write([cursor], {'value': value})
+        else:
+            Cursor.create([{'link': self.link.id, 'stream': stream,
+                        'value': value}])

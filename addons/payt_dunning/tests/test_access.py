@@ -1,0 +1,117 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Each administration is a company: users see only their own."""
+import unittest
+from contextlib import contextmanager
+
+from trytond.model.exceptions import AccessError
+from trytond.pool import Pool
+from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.transaction import Transaction
+
+from .tools import TODAY, create_administration, days, debtor, item
+
+
+class AccessTestCase(unittest.TestCase):
+    "Record rules and groups across two companies"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        activate_module('payt_dunning')
+
+    def _setup(self):
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        ours = create_administration("Ours BV")
+        theirs = create_administration("Theirs BV")
+        for administration, prefix in [(ours, 'O'), (theirs, 'T')]:
+            Administration.import_batch(administration.id, {
+                    'debtors': [debtor(prefix + '1')],
+                    'items': [item(prefix + 'I1', prefix + '1',
+                            TODAY - days(8))]})
+        user, = User.create([{
+                    'name': "Anna", 'login': 'anna',
+                    'companies': [('add', [ours.company.id])],
+                    'company': ours.company.id,
+                    'groups': [('add', [ModelData.get_id(
+                                    'payt_dunning', 'group_payt')])],
+                    }])
+        return ours, theirs, user
+
+    @contextmanager
+    def _as(self, user):
+        "Act as the user would over RPC: her preferences, access checked."
+        User = Pool().get('res.user')
+        transaction = Transaction()
+        with transaction.set_user(user.id):
+            context = User.get_preferences(context_only=True)
+            with transaction.set_context(context, _check_access=True):
+                yield
+
+    @with_transaction()
+    def test_user_sees_only_the_administrations_of_her_companies(self):
+        "Anna sees her company's items, debtors and runs, not another's"
+        pool = Pool()
+        Item = pool.get('payt.item')
+        Debtor = pool.get('payt.debtor')
+        Administration = pool.get('payt.administration')
+        Summary = pool.get('payt.dashboard.step')
+        ours, theirs, user = self._setup()
+        Run = pool.get('payt.run')
+        Run.execute(ours, TODAY)
+        Run.execute(theirs, TODAY)
+        with self._as(user):
+            self.assertEqual([i.external_id for i in Item.search([])],
+                ['OI1'])
+            self.assertEqual([d.external_id for d in Debtor.search([])],
+                ['O1'])
+            self.assertEqual(Administration.search([]), [ours])
+            self.assertEqual(
+                {s.administration for s in Summary.search([])}, {ours})
+            self.assertEqual(len(Run.search([])), 1)
+            with self.assertRaises(AccessError):
+                Item.read([self._their_item_id(theirs)], ['open_amount'])
+
+    def _their_item_id(self, administration):
+        Item = Pool().get('payt.item')
+        with Transaction().set_user(0), Transaction().set_context(
+                _check_access=False):
+            item_record, = Item.search(
+                [('administration', '=', administration.id)])
+            return item_record.id
+
+    @with_transaction()
+    def test_user_cannot_import_into_another_company(self):
+        "The bulk entry point refuses an administration the user cannot see"
+        Administration = Pool().get('payt.administration')
+        ours, theirs, user = self._setup()
+        with self._as(user):
+            # A user may not import at all: that is the hub's and the
+            # consultants' work.
+            with self.assertRaises(AccessError):
+                Administration.import_batch(ours.id, {
+                        'debtors': [debtor('X')]})
+        User = Pool().get('res.user')
+        ModelData = Pool().get('ir.model.data')
+        User.write([user], {'groups': [('add', [ModelData.get_id(
+                            'payt_dunning', 'group_payt_consultant')])]})
+        with self._as(user):
+            summary = Administration.import_batch(ours.id, {
+                    'debtors': [debtor('X')]})
+            self.assertEqual(summary['debtors_created'], 1)
+            with self.assertRaises(AccessError):
+                Administration.import_batch(theirs.id, {
+                        'debtors': [debtor('X')]})
+
+    @with_transaction()
+    def test_user_group_cannot_change_flows(self):
+        "Flows are configured by consultants, not by every user"
+        pool = Pool()
+        Flow = pool.get('payt.flow')
+        ours, theirs, user = self._setup()
+        with self._as(user):
+            flow, = Flow.search([], limit=1)
+            with self.assertRaises(AccessError):
+                Flow.write([flow], {'name': "Changed"})

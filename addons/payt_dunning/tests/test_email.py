@@ -1,0 +1,106 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Email leaves through Tryton's SMTP setting, to a real SMTP server."""
+import email
+import email.policy
+import socket
+import unittest
+
+from aiosmtpd.controller import Controller
+
+from trytond import config
+from trytond.pool import Pool
+from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.transaction import Transaction
+
+from .tools import TODAY, create_administration, days, debtor, item
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+class Inbox:
+    "An aiosmtpd handler keeping every message it receives."
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(
+            (envelope.rcpt_tos, email.message_from_bytes(
+                envelope.content, policy=email.policy.default)))
+        return '250 OK'
+
+
+class EmailTestCase(unittest.TestCase):
+    "Sending the run's emails"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        activate_module('payt_dunning')
+        cls.inbox = Inbox()
+        cls.smtp = Controller(cls.inbox, hostname='127.0.0.1',
+            port=free_port())
+        cls.smtp.start()
+        cls.previous = config.get('email', 'uri')
+        config.set('email', 'uri', 'smtp://127.0.0.1:%s' % cls.smtp.port)
+        config.set('email', 'from', 'debiteuren@payt.example')
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.smtp.stop()
+        config.set('email', 'uri', cls.previous)
+        super().tearDownClass()
+
+    @with_transaction()
+    def test_run_emails_arrive_once_in_the_debtors_language(self):
+        "Each email communication arrives once, rendered, after the commit"
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Communication = pool.get('payt.communication')
+        Run = pool.get('payt.run')
+        transaction = Transaction()
+        administration = create_administration("Mail Test BV")
+        Administration.import_batch(administration.id, {
+                'debtors': [debtor('NL'), debtor('EN', language='en'),
+                    debtor('NOMAIL', email=None)],
+                'items': [item('A', 'NL', TODAY - days(7)),
+                    item('B', 'EN', TODAY - days(7)),
+                    item('C', 'NOMAIL', TODAY - days(7))]})
+        Run.execute(administration, TODAY)
+        self.inbox.messages.clear()
+        sent = Communication.send_pending(administration)
+        self.assertEqual(self.inbox.messages, [],
+            "nothing leaves before the transaction commits")
+        transaction.commit()
+        try:
+            self.assertEqual(sent, 2)
+            by_rcpt = {tuple(r): m for r, m in self.inbox.messages}
+            self.assertEqual(set(by_rcpt), {
+                    ('debtor-NL@example.com',), ('debtor-EN@example.com',)})
+            dutch = by_rcpt[('debtor-NL@example.com',)]
+            self.assertEqual(dutch['Subject'],
+                'Eerste herinnering factuur F-A')
+            self.assertIn('Mail Test BV', dutch['From'])
+            self.assertIn('nog open voor EUR 121,00',
+                dutch.get_content())
+            self.assertIn(
+                'De vervaldatum was %s.' % (TODAY - days(7)).strftime(
+                    '%d-%m-%Y'), dutch.get_content())
+            english = by_rcpt[('debtor-EN@example.com',)]
+            self.assertEqual(english['Subject'],
+                'First reminder invoice F-B')
+            failed, = Communication.search([
+                    ('item.administration', '=', administration.id),
+                    ('state', '=', 'failed')])
+            self.assertEqual(failed.error, "The debtor has no email address")
+            # Sending again sends nothing: each communication once.
+            self.assertEqual(Communication.send_pending(administration), 0)
+            transaction.commit()
+            self.assertEqual(len(self.inbox.messages), 2)
+        finally:
+            Administration.delete([Administration(administration.id)])
+            transaction.commit()

@@ -1,0 +1,285 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The module in a real Tryton server and the `payt` command in real
+processes, on a database of its own (SQLite file or PostgreSQL).
+
+Covers what only separate processes can show: login over JSON-RPC (trytond
+8.0.12 refused every login without -d), the bulk entry point over RPC, and a
+daily run killed half-way or overlapping another one."""
+import datetime
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+from trytond import backend
+
+BIN = os.path.dirname(sys.executable)
+PASSWORD = 'payt-test-2026'
+TODAY = datetime.date.today()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+class Database:
+    "A fresh database with the module activated, for other processes."
+
+    def __init__(self):
+        self.name = 'payt_server_%s' % os.getpid()
+        self.folder = tempfile.mkdtemp(prefix='payt-server-')
+        self.env = dict(os.environ)
+        self.env.pop('DB_NAME', None)
+        if backend.name == 'sqlite':
+            self.env['TRYTOND_DATABASE__URI'] = 'sqlite://'
+            self.env['TRYTOND_DATABASE__PATH'] = self.folder
+            open(os.path.join(self.folder, self.name + '.sqlite'), 'w').close()
+        passfile = os.path.join(self.folder, 'password')
+        with open(passfile, 'w') as f:
+            f.write(PASSWORD)
+        self.run([os.path.join(BIN, 'trytond-admin'), '-d', self.name,
+                '--all', '-u', 'payt_dunning', '--activate-dependencies',
+                '--email', 'admin@payt.example'],
+            extra={'TRYTONPASSFILE': passfile})
+
+    def run(self, args, extra=None, check=True, **kwargs):
+        env = dict(self.env, **(extra or {}))
+        return subprocess.run(args, env=env, check=check, text=True,
+            capture_output=True, timeout=600, **kwargs)
+
+    def payt(self, *args, check=True):
+        return self.run([os.path.join(BIN, 'payt')] + list(args),
+            check=check)
+
+    def popen_payt(self, *args):
+        return subprocess.Popen([os.path.join(BIN, 'payt')] + list(args),
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+
+    def python(self, code):
+        "Run code in a fresh process with a transaction on the database."
+        script = (
+            "from trytond.pool import Pool\n"
+            "from trytond.transaction import Transaction\n"
+            "Pool.start(); pool = Pool(%r); pool.init()\n"
+            "with Transaction().start(%r, 0) as transaction:\n"
+            "%s\n"
+            "    transaction.commit()\n") % (self.name, self.name,
+            '\n'.join('    ' + line for line in code.splitlines()))
+        result = self.run([sys.executable, '-c', script])
+        return result.stdout
+
+    def drop(self):
+        if backend.name == 'postgresql':
+            self.run([os.path.join(BIN, 'python'), '-c',
+                    "from trytond.tests.test_tryton import drop_db; "
+                    "drop_db(%r)" % self.name], check=False)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+SETUP = '''
+Party = pool.get('party.party'); Company = pool.get('company.company')
+Currency = pool.get('currency.currency'); User = pool.get('res.user')
+Administration = pool.get('payt.administration')
+euro, = Currency.create([{'name': 'Euro', 'code': 'EUR', 'symbol': 'E',
+    'rounding': 1, 'digits': 2}])
+party, = Party.create([{'name': 'Server Test BV'}])
+company, = Company.create([{'party': party.id, 'currency': euro.id}])
+admin, = User.search([('login', '=', 'admin')])
+User.write([admin], {'companies': [('add', [company.id])],
+    'company': company.id})
+Administration.create([{'company': company.id}])
+'''
+
+
+def batch(count, seed=7):
+    rng = random.Random(seed)
+    debtors = [{'external_id': 'D%d' % i, 'name': 'Debtor %d' % i,
+            'email': 'd%d@example.com' % i} for i in range(count // 20 + 1)]
+    items = []
+    for i in range(count):
+        due = TODAY - datetime.timedelta(days=rng.randrange(-10, 60))
+        items.append({'external_id': 'I%d' % i,
+                'debtor': 'D%d' % (i // 20), 'due_date': due.isoformat(),
+                'amount': '%d.00' % (10 + i % 500),
+                'open_amount': '%d.00' % (10 + i % 500)})
+    return {'debtors': debtors, 'items': items}
+
+
+class ServerTestCase(unittest.TestCase):
+    "A real server and real processes"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.database = Database()
+        cls.database.python(SETUP)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.database.drop()
+        super().tearDownClass()
+
+    def _rpc(self, port, method, params, session=None):
+        request = urllib.request.Request(
+            'http://127.0.0.1:%s/%s/rpc/' % (port, self.database.name),
+            data=json.dumps({'id': 1, 'method': method,
+                    'params': params}).encode(),
+            headers={'Content-Type': 'application/json'})
+        if session:
+            import base64
+            token = base64.b64encode(
+                ('admin:%s:%s' % session).encode()).decode()
+            request.add_header('Authorization', 'Session ' + token)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            return {'error': [error.code, error.read().decode()]}
+
+    def _start_server(self):
+        port = free_port()
+        server = subprocess.Popen([os.path.join(BIN, 'trytond'),
+                '-d', self.database.name],
+            env=dict(self.database.env,
+                TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(server.wait, 10)
+        self.addCleanup(server.terminate)
+        for _ in range(100):
+            try:
+                socket.create_connection(('127.0.0.1', port), 1).close()
+                return port
+            except OSError:
+                time.sleep(0.2)
+        self.fail("trytond did not start: %s" % server.stderr.read())
+
+    def test_login_and_import_over_json_rpc(self):
+        "Log in to a running server, import a batch over RPC, read it back"
+        self._reset_items(0)
+        port = self._start_server()
+        refused = self._rpc(port, 'common.db.login',
+            ['admin', {'password': 'wrong'}, 'en'])
+        self.assertIn('error', refused)
+        login = self._rpc(port, 'common.db.login',
+            ['admin', {'password': PASSWORD}, 'en'])
+        self.assertNotIn('error', login, login)
+        user_id, key = login['result'][:2]
+        session = (user_id, key)
+        context = self._rpc(port, 'model.res.user.get_preferences',
+            [True, {}], session)['result']
+        administrations = self._rpc(port,
+            'model.payt.administration.search', [[], 0, None, None, context],
+            session)['result']
+        self.assertEqual(len(administrations), 1)
+        summary = self._rpc(port, 'model.payt.administration.import_batch',
+            [administrations[0], batch(40), context], session)
+        self.assertNotIn('error', summary, summary)
+        self.assertEqual(summary['result']['items_created'], 40)
+        bad = batch(2)
+        bad['items'][1]['amount'] = 1.5
+        refused = self._rpc(port, 'model.payt.administration.import_batch',
+            [administrations[0], bad, context], session)
+        kind, (message, *_) = refused['error']
+        self.assertEqual(kind, 'UserError')
+        self.assertIn('item "I1", field "amount"', message)
+        found = self._rpc(port, 'model.payt.item.search_count',
+            [[], 0, None, context], session)['result']
+        self.assertEqual(found, 40)
+
+    def _reset_items(self, count):
+        "A fresh set of items, nothing dunned yet."
+        path = os.path.join(self.database.folder, 'batch.json')
+        self.database.python(
+            "for name in ['payt.communication', 'payt.event', 'payt.item',"
+            " 'payt.run']:\n"
+            "    Model = pool.get(name)\n"
+            "    Model.delete(Model.search([]))")
+        with open(path, 'w') as f:
+            json.dump(batch(count), f)
+        self.database.payt('import', '-d', self.database.name,
+            '--administration', 'Server Test BV', path)
+
+    def _stored(self):
+        out = self.database.python(
+            "Communication = pool.get('payt.communication')\n"
+            "Event = pool.get('payt.event')\n"
+            "print(sorted((c.item.external_id, c.step.lead_days, c.channel)"
+            " for c in Communication.search([])))\n"
+            "print(sorted((e.item.external_id, e.step.lead_days, e.kind)"
+            " for e in Event.search([('step', '!=', None)])))")
+        communications, events = out.strip().splitlines()[-2:]
+        return communications, events
+
+    def _expected(self):
+        preview = json.loads(self.database.payt('run', '-d',
+                self.database.name, '--dry-run', '--json').stdout)
+        return preview['administrations'][0]['communications']
+
+    def test_killed_run_then_rerun_sends_nothing_twice(self):
+        "Kill the run at random moments; the rerun completes it exactly once"
+        self._reset_items(6000)
+        expected = self._expected()
+        self.assertGreater(expected, 1000)
+        rng = random.Random(11)
+        for attempt in range(3):
+            process = self.database.popen_payt('run', '-d',
+                self.database.name, '--no-send', '--json')
+            time.sleep(rng.uniform(1.0, 3.0))
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        result = self.database.payt('run', '-d', self.database.name,
+            '--no-send', '--json')
+        done = json.loads(result.stdout)['administrations'][0]
+        communications, events = self._stored()
+        communications, events = eval(communications), eval(events)
+        self.assertEqual(len(communications), expected)
+        self.assertEqual(len(set(communications)), len(communications))
+        self.assertEqual(len(set(events)), len(events))
+        # A last run for the same date finds nothing left to do.
+        again = json.loads(self.database.payt('run', '-d',
+                self.database.name, '--no-send', '--json').stdout)
+        self.assertEqual(again['administrations'][0]['communications'], 0)
+        self.assertLessEqual(done['communications'], expected)
+
+    def test_overlapping_runs_create_each_communication_once(self):
+        "Two runs started together do the work once between them"
+        self._reset_items(3000)
+        expected = self._expected()
+        first = self.database.popen_payt('run', '-d', self.database.name,
+            '--no-send', '--json')
+        second = self.database.popen_payt('run', '-d', self.database.name,
+            '--no-send', '--json')
+        outputs = [p.communicate(timeout=600) for p in (first, second)]
+        self.assertEqual([first.returncode, second.returncode], [0, 0],
+            outputs)
+        created = [json.loads(out)['administrations'][0]['communications']
+            for out, _ in outputs]
+        self.assertEqual(sorted(created), [0, expected])
+        communications, _ = self._stored()
+        self.assertEqual(len(eval(communications)), expected)
+
+    def test_cli_reports_bad_input_clearly(self):
+        "Errors say what to do next, without a traceback"
+        result = self.database.payt('run', '-d', self.database.name,
+            '--administration', 'Nope BV', check=False)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('No administration named or numbered "Nope BV"',
+            result.stderr)
+        self.assertIn('Server Test BV', result.stderr)
+        self.assertNotIn('Traceback', result.stderr)
+        result = self.database.payt('run', '-d', self.database.name,
+            '--date', '23-11-2026', check=False)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn('use YYYY-MM-DD', result.stderr)
