@@ -45,6 +45,9 @@ class Database:
             self.env['TRYTOND_DATABASE__URI'] = 'sqlite://'
             self.env['TRYTOND_DATABASE__PATH'] = self.folder
             open(os.path.join(self.folder, self.name + '.sqlite'), 'w').close()
+        else:
+            self._on_server(lambda db, connection: db.create(
+                    connection, self.name))
         passfile = os.path.join(self.folder, 'password')
         with open(passfile, 'w') as f:
             f.write(PASSWORD)
@@ -80,11 +83,22 @@ class Database:
         result = self.run([sys.executable, '-c', script])
         return result.stdout
 
+    @staticmethod
+    def _on_server(action):
+        "Create or drop a PostgreSQL database, as trytond's tests do."
+        database = backend.Database()
+        database.connect()
+        connection = database.get_connection(autocommit=True)
+        try:
+            action(database, connection)
+        finally:
+            database.put_connection(connection)
+            database.close()
+
     def drop(self):
         if backend.name == 'postgresql':
-            self.run([os.path.join(BIN, 'python'), '-c',
-                    "from trytond.tests.test_tryton import drop_db; "
-                    "drop_db(%r)" % self.name], check=False)
+            self._on_server(lambda db, connection: db.drop(
+                    connection, self.name))
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
