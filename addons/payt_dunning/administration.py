@@ -1,11 +1,14 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """An administration: one company whose invoices are followed up."""
+from trytond.exceptions import UserError
+from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
-from trytond.pyson import Eval, If
+from trytond.pyson import Eval
 from trytond.rpc import RPC
 from trytond.transaction import Transaction
 
+from .importer import BatchImporter
 from .pause import PausableMixin
 
 
@@ -87,8 +90,6 @@ class Administration(PausableMixin, ModelSQL, ModelView):
     @classmethod
     def by_name(cls, name):
         "The administration named or numbered `name`, for the CLI."
-        from trytond.i18n import gettext
-        from trytond.exceptions import UserError
         records = cls.search([('name', '=', name)], limit=1)
         if not records and str(name).isdigit():
             records = cls.search([('id', '=', int(name))], limit=1)
@@ -106,7 +107,6 @@ class Administration(PausableMixin, ModelSQL, ModelView):
         See docs/IMPORT-BATCH.md. The whole batch is validated before
         anything is written; any error rejects it as a whole.
         """
-        from .importer import BatchImporter
         pool = Pool()
         ModelAccess = pool.get('ir.model.access')
         # The importer writes with SQL, so check here what the ORM would:

@@ -5,7 +5,8 @@
     payt import --database DB --administration NAME batch.json
     payt demo --database DB
     payt mailcatcher [--port 8025] [--dir var/mail]
-    payt costs --principal 1234.56 [--consumer|--business] [--json]
+    payt costs --principal 1234.56 [--consumer|--business]
+        [--vat-surcharge 21 --vat-conditions-met] [--json]
     payt interest --principal X --from DATE --to DATE --kind consumer
 """
 import argparse
@@ -77,6 +78,11 @@ def parser():
         const='business')
     costs.add_argument('--vat-surcharge', dest='vat', default=None,
         help="VAT rate in percent, when the three conditions hold")
+    costs.add_argument('--vat-conditions-met', dest='vat_conditions',
+        action='store_true',
+        help="confirm all three conditions of Besluit BIK art. 2 lid 3: "
+        "a VAT-charging third party is used, the creditor cannot deduct "
+        "that VAT, and this is stated explicitly")
     costs.add_argument('--json', action='store_true')
 
     interest = commands.add_parser('interest', help="statutory interest")
@@ -121,7 +127,7 @@ def _transaction(database, readonly=False, **extras):
         context={'_skip_warnings': True}, **extras)
 
 
-def _retrying(database, work, attempts=5):
+def _retrying(database, work, attempts=10):
     """Run work(transaction) in a transaction, as Tryton's own dispatcher
     does: again with the locks it asked for (taken at the start, before
     PostgreSQL's snapshot), and again on a serialization conflict."""
@@ -137,9 +143,11 @@ def _retrying(database, work, attempts=5):
                     transaction.rollback()
                     error.fix(extras)
         except backend.DatabaseOperationalError:
+            # Another run holds the administration (PostgreSQL) or the
+            # database file (SQLite): wait for it, up to about a minute.
             if attempt == attempts - 1:
                 raise
-            time.sleep(0.1 * 2 ** attempt)
+            time.sleep(min(0.25 * 2 ** attempt, 15))
     raise RuntimeError("no transaction could be completed")
 
 
@@ -277,7 +285,7 @@ def cmd_mailcatcher(args):
 def cmd_costs(args):
     from . import law
     print(law.costs_report(args.principal, args.kind or 'consumer',
-            args.vat, args.json))
+            args.vat, args.json, vat_conditions=args.vat_conditions))
 
 
 def cmd_interest(args):

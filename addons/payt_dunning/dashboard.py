@@ -1,6 +1,5 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Dashboard figures as SQL views: items per step, ageing buckets."""
-from sql import Literal, Null
 from sql.aggregate import Count, Min, Sum
 from sql.conditionals import Case
 

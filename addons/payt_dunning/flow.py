@@ -26,7 +26,7 @@ DEBTOR_KINDS = [
 PLACEHOLDERS = (
     'debtor_name', 'company', 'invoice_number', 'invoice_date', 'due_date',
     'amount', 'open_amount', 'currency', 'days_overdue', 'description',
-    'collection_costs')
+    'collection_costs', 'portal_url')
 
 
 class Flow(DeactivableMixin, ModelSQL, ModelView):

@@ -1,15 +1,12 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Open items: the invoices being followed up."""
 import datetime
-from collections import defaultdict
 
-from sql.operators import Equal
 
 from trytond.model import (
-    Exclude, Index, ModelSQL, ModelView, Unique, fields)
+    Index, ModelSQL, ModelView, Unique, fields)
 from trytond.pool import Pool
 from trytond.pyson import Eval
-from trytond.transaction import Transaction
 
 from .pause import PausableMixin
 

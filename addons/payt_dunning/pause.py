@@ -1,8 +1,6 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Pause, resume and stop follow-up of an item, a debtor or a whole
 administration, with a reason and an optional end date."""
-import datetime
-
 from sql.functions import CurrentTimestamp
 
 from trytond.i18n import gettext
@@ -282,13 +280,9 @@ class PauseWizard(Wizard):
         return {'kind': self._kind}
 
     def transition_hold(self):
+        "The pause itself checks that its end date is not in the past."
         Pause = Pool().get('payt.pause')
         end_date = self.start.end_date if self._kind == 'pause' else None
-        if end_date and end_date < datetime.date.today() - datetime.timedelta(
-                days=1):
-            raise ValidationError(gettext(
-                    'payt_dunning.msg_pause_end_before_start',
-                    end=end_date, start=datetime.date.today()))
         Pause.hold(self.records, self._kind, self.start.reason, end_date)
         return 'end'
 

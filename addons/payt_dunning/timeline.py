@@ -15,6 +15,11 @@ EVENT_KINDS = [
     ('paid', "Paid"),
     ('reopened', "Reopened"),
     ('attention', "Attention"),
+    ('queued', "Queued at provider"),
+    ('delivered', "Delivered"),
+    ('returned', "Returned"),
+    ('bounced', "Bounced"),
+    ('plan', "Payment plan"), ('message', "Message"), ('online', "Online payment"),
     ]
 
 

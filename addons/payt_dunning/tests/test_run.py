@@ -159,7 +159,7 @@ class RunTestCase(unittest.TestCase):
         "Paused items, debtors and administrations get nothing until resumed"
         pool = Pool()
         Pause = pool.get('payt.pause')
-        Item = pool.get('payt.item')
+        pool.get('payt.item')
         Debtor = pool.get('payt.debtor')
         administration = create_administration()
         self._import(administration, [
@@ -287,8 +287,10 @@ class RunTestCase(unittest.TestCase):
                 item('a', 'D2', TODAY - days(21), amount='1000.00'),
                 item('b', 'D2', TODAY - days(21), amount='1234567.89')])
         run(administration, TODAY)
-        email, large = Communication.search([('channel', '=', 'email')],
-            order=[('item.external_id', 'ASC')])
+        email, large = Communication.search([
+                ('item.administration', '=', administration.id),
+                ('channel', '=', 'email'),
+                ], order=[('item.external_id', 'ASC')])
         subject, body = email.render()
         self.assertIn('EUR 1.234.567,89', large.render()[1])
         self.assertIn('EUR 6.775,00', large.render()[1])
