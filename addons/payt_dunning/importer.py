@@ -9,7 +9,6 @@ import datetime
 import re
 from decimal import Decimal, InvalidOperation
 
-from sql import Literal, Null
 from sql.functions import CurrentTimestamp
 from sql.aggregate import Max
 
@@ -161,12 +160,21 @@ class BatchImporter:
         Currency = Pool().get('currency.currency')
         return {c.code: (c.id, c.digits) for c in Currency.search([])}
 
-    def _stored(self, Model, columns):
+    def _stored(self, Model, columns, external_ids):
+        """The stored rows of these external ids: a batch reads what it
+        touches, not the whole administration, so a sync of many batches
+        stays linear."""
         table = Model.__table__()
-        self.cursor.execute(*table.select(table.external_id, table.id,
-                *[getattr(table, c) for c in columns],
-                where=table.administration == self.administration.id))
-        return {row[0]: row[1:] for row in self.cursor}
+        external_ids = list(external_ids)
+        stored = {}
+        for start in range(0, len(external_ids), CHUNK):
+            self.cursor.execute(*table.select(table.external_id, table.id,
+                    *[getattr(table, c) for c in columns],
+                    where=(table.administration == self.administration.id)
+                    & table.external_id.in_(
+                        external_ids[start:start + CHUNK])))
+            stored.update((row[0], row[1:]) for row in self.cursor)
+        return stored
 
     # -- validation -------------------------------------------------------
     def validate(self, batch):
@@ -183,7 +191,10 @@ class BatchImporter:
         if v.errors:
             self._reject(v.errors)
         debtors = self._validate_debtors(v, batch.get('debtors', []))
-        known_debtors = set(debtors) | set(self._stored(self.Debtor, []))
+        referenced = {r['debtor'] for r in batch.get('items', [])
+            if isinstance(r, dict) and isinstance(r.get('debtor'), str)}
+        known_debtors = set(debtors) | set(
+            self._stored(self.Debtor, [], referenced - set(debtors)))
         items = self._validate_items(v, batch.get('items', []),
             known_debtors, currencies)
         payments = self._validate_payments(v, batch.get('payments', []))
@@ -299,8 +310,10 @@ class BatchImporter:
         # which would otherwise validate the whole batch twice.
         self.administration.__class__.lock([self.administration])
         debtors, items, payments, closed = self.validate(batch)
-        debtor_ids = self._upsert_debtors(debtors)
-        item_ids = self._upsert_items(items, debtor_ids)
+        debtor_ids = self._upsert_debtors(debtors,
+            {i['debtor'] for i in items.values()})
+        item_ids = self._upsert_items(items, debtor_ids,
+            {p['item'] for p in payments.values()})
         self._close(items, closed, batch.get('complete', False))
         self._insert_payments(payments, item_ids)
         invalidate_caches()
@@ -330,9 +343,10 @@ class BatchImporter:
         self.cursor.executemany(sql,
             [list(r[1:]) + fixed + [r[0]] for r in rows])
 
-    def _upsert_debtors(self, debtors):
+    def _upsert_debtors(self, debtors, referenced):
+        "Insert or update the debtors; the ids of those the items refer to."
         table = self.Debtor.__table__()
-        stored = self._stored(self.Debtor, DEBTOR_FIELDS)
+        stored = self._stored(self.Debtor, DEBTOR_FIELDS, debtors)
         new, changed = [], []
         for external_id, values in debtors.items():
             row = [values[f] for f in DEBTOR_FIELDS]
@@ -348,12 +362,14 @@ class BatchImporter:
             changed)
         self.summary['debtors_created'] = len(new)
         self.summary['debtors_updated'] = len(changed)
-        return {k: v[0] for k, v in self._stored(self.Debtor, []).items()}
+        return {k: v[0] for k, v in self._stored(
+                self.Debtor, [], referenced).items()}
 
-    def _upsert_items(self, items, debtor_ids):
+    def _upsert_items(self, items, debtor_ids, referenced):
+        "Insert or update the items; the ids of these and the referenced."
         table = self.Item.__table__()
         columns = ITEM_FIELDS + ['state', 'paid_date']
-        stored = self._stored(self.Item, columns)
+        stored = self._stored(self.Item, columns, items)
         self.cursor.execute(*table.select(Max(table.id)))
         max_before = self.cursor.fetchone()[0] or 0
         new, changed, closed, reopened, negative = [], [], [], [], []
@@ -391,7 +407,8 @@ class BatchImporter:
         self._events(closed, 'paid', "Closed: paid in the accounting package")
         self._events(reopened, 'reopened',
             "Reopened: open again in the accounting package")
-        ids = {k: v[0] for k, v in self._stored(self.Item, []).items()}
+        ids = {k: v[0] for k, v in self._stored(
+                self.Item, [], set(items) | referenced).items()}
         for external_id in negative:
             self.Attention.raise_for(self.administration, 'booking_error',
                 "Negative open item %s: a credit note not yet matched?"
@@ -430,14 +447,20 @@ class BatchImporter:
 
     def _close(self, items, closed_ids, complete):
         "Close items the source no longer lists as open."
+        if not closed_ids and not complete:
+            return
         table = self.Item.__table__()
-        self.cursor.execute(*table.select(table.id, table.external_id,
-                where=(table.administration == self.administration.id)
-                & (table.state == 'open')))
-        open_items = dict((e, i) for i, e in self.cursor)
-        gone = set(closed_ids)
         if complete:
-            gone |= set(open_items) - set(items)
+            self.cursor.execute(*table.select(table.id, table.external_id,
+                    where=(table.administration == self.administration.id)
+                    & (table.state == 'open')))
+            open_items = dict((e, i) for i, e in self.cursor)
+            gone = (set(open_items) - set(items)) | set(closed_ids)
+        else:
+            open_items = {e: i for e, (i, state) in self._stored(
+                    self.Item, ['state'], closed_ids).items()
+                if state == 'open'}
+            gone = set(closed_ids)
         to_close = [open_items[e] for e in gone if e in open_items]
         for start in range(0, len(to_close), CHUNK):
             self.cursor.execute(*table.update(
@@ -453,7 +476,7 @@ class BatchImporter:
         """New payments are inserted; a known one whose amount changed is
         updated (sources that report the total paid so far per item)."""
         table = self.Payment.__table__()
-        stored = self._stored(self.Payment, ['amount'])
+        stored = self._stored(self.Payment, ['amount'], payments)
         rows, changed, events = [], [], []
         for external_id, values in payments.items():
             item_id = item_ids.get(values['item'])

@@ -12,16 +12,15 @@ import json
 from collections import OrderedDict
 from decimal import Decimal
 
-from sql import Literal, Null
-from sql.aggregate import Count, Sum
-from sql.conditionals import Case, Coalesce
+from sql import Null
+from sql.aggregate import Sum
+from sql.conditionals import Case
 from sql.functions import CurrentTimestamp
 
 from trytond.i18n import gettext
 from trytond.exceptions import UserError
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
-from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
@@ -131,50 +130,61 @@ class DailyRun:
             is_target = const(True, 'BOOLEAN')
         below = item.open_amount < step.min_amount
         reached = passing & is_target
-        result = self._count(step, passing, is_target, below)
-        if not result['passing']:
-            return result['report']
-        self._insert_events(step, passing, is_target, below)
-        result['report']['communications'] = self._insert_communications(
+        report = self._count(step, passing, is_target, below)
+        if not (report['moved'] or report['skipped_below_minimum']):
+            return report
+        self._insert_events(index, step, reached, below)
+        report['communications'] = self._insert_communications(
             step, reached & ~below)
         self._insert_below_minimum_attention(step, reached & below)
         self.cursor.execute(*item.update(
                 [item.step, item.step_date], [step.id, self.date],
                 where=reached))
-        return result['report']
+        return report
 
     def _count(self, step, passing, is_target, below):
         item = self.item
         one, zero = const(1, 'INTEGER'), const(0, 'INTEGER')
         moved = is_target & ~below
         self.cursor.execute(*item.select(
-                Count(item.id),
                 Sum(Case((moved, one), else_=zero)),
                 Sum(Case((moved, item.open_amount), else_=const(0, 'NUMERIC'))),
                 Sum(Case((is_target & below, one), else_=zero)),
                 Sum(Case((is_target, zero), else_=one)),
                 where=passing))
-        count, moved, amount, below_count, overtaken = self.cursor.fetchone()
-        report = OrderedDict(
+        moved, amount, below_count, overtaken = self.cursor.fetchone()
+        return OrderedDict(
             step=step.name, lead_days=step.lead_days,
             moved=int(moved or 0),
             amount=str(Decimal(str(amount or 0)).quantize(Decimal('0.01'))),
             skipped_below_minimum=int(below_count or 0),
             skipped_overtaken=int(overtaken or 0),
             communications={c: 0 for c in step.channels or []})
-        return {'passing': count, 'report': report}
 
-    def _insert_events(self, step, passing, is_target, below):
+    def _insert_events(self, index, step, reached, below):
+        """One timeline event per item reaching the step. It names the
+        earlier steps the item skipped because a later one was already due
+        (an item imported late, or paused for a while), so no step is
+        skipped silently, without a row per skipped step."""
         item, event = self.item, self.event
-        kind = Case((is_target & ~below, const('step', 'VARCHAR')),
-            else_=const('skipped', 'VARCHAR'))
-        description = Case(
-            (~is_target, const(
-                    "Skipped: a later step was already due", 'VARCHAR')),
-            (below, const(
-                    "Skipped: open amount below the step's minimum of %s"
-                    % step.min_amount, 'VARCHAR')),
-            else_=const("Step reached: %s" % step.name, 'VARCHAR'))
+        below_text = ("Skipped: open amount below the step's minimum of %s: "
+            "%s." % (step.min_amount, step.name))
+        reached_text = "Step reached: %s." % step.name
+        branches = []
+        # The steps skipped depend on where the item stood: after step j,
+        # it skipped j+1 .. index-1; without a step of this flow, all before.
+        for j, current in enumerate(self.steps[:index]):
+            skipped = _skipped_text(self.steps[j + 1:index])
+            branches.append((below & (item.step == current.id),
+                    const(below_text + skipped, 'VARCHAR')))
+            branches.append((item.step == current.id,
+                    const(reached_text + skipped, 'VARCHAR')))
+        skipped = _skipped_text(self.steps[:index])
+        branches.append((below, const(below_text + skipped, 'VARCHAR')))
+        description = Case(*branches,
+            else_=const(reached_text + skipped, 'VARCHAR'))
+        kind = Case((below, const('skipped', 'VARCHAR')),
+            else_=const('step', 'VARCHAR'))
         self.cursor.execute(*event.insert(
                 [event.company, event.item, event.date, event.kind,
                     event.step, event.description, event.create_uid,
@@ -182,7 +192,7 @@ class DailyRun:
                 item.select(item.company, item.id, const(self.date, 'DATE'),
                     kind, const(step.id, 'INTEGER'), description,
                     const(self.user, 'INTEGER'),
-                    CurrentTimestamp(), where=passing)))
+                    CurrentTimestamp(), where=reached)))
 
     def _insert_communications(self, step, where):
         item, communication = self.item, self.communication
@@ -223,6 +233,13 @@ class DailyRun:
                     const(self.user, 'INTEGER'),
                     CurrentTimestamp(),
                     where=where & ~item.id.in_(already))))
+
+
+def _skipped_text(steps):
+    if not steps:
+        return ''
+    return " Skipped, as a later step was already due: %s." % ", ".join(
+        s.name for s in steps)
 
 
 class Run(ModelSQL, ModelView):

@@ -64,11 +64,12 @@ class RunTestCase(unittest.TestCase):
                 'collection': 38})
         # An item seen for the first time at +30 skips the earlier steps
         # with a reason on its timeline, and gets only the final notice.
-        self.assertEqual(event_kinds(found['final']), [
-                ('skipped', -3), ('skipped', 7), ('skipped', 14),
-                ('step', 21)])
-        self.assertIn("later step was already due",
-            found['final'].events[1].description)
+        self.assertEqual(event_kinds(found['final']), [('step', 21)])
+        reached, = [e for e in found['final'].events if e.kind == 'step']
+        self.assertEqual(reached.description,
+            "Step reached: Laatste aanmaning. Skipped, as a later step was "
+            "already due: Vriendelijke herinnering voor de vervaldatum, "
+            "Eerste herinnering, Tweede herinnering.")
         self.assertEqual(communications(found['final']),
             [(21, 'email'), (21, 'letter')])
         self.assertEqual(communications(found['first']), [(7, 'email')])
@@ -79,10 +80,19 @@ class RunTestCase(unittest.TestCase):
         self.assertEqual(found['first'].next_date, TODAY + days(7))
         self.assertEqual(summary['items_moved'], 6)
         self.assertEqual(summary['communications'], 6)
+        overtaken = {s['lead_days']: s['skipped_overtaken']
+            for s in summary['steps']}
+        self.assertEqual(overtaken, {-3: 5, 7: 3, 14: 2, 21: 1, 38: 0})
         moved = {s['lead_days']: s['moved'] for s in summary['steps']}
         self.assertEqual(moved, {-3: 1, 7: 2, 14: 1, 21: 1, 38: 1})
         amounts = {s['lead_days']: s['amount'] for s in summary['steps']}
         self.assertEqual(amounts[7], '242.00')
+        # An item that moves one step at a time skips nothing.
+        run(administration, TODAY + days(7))
+        moved, = [e for e in fresh(found['first']).events
+            if e.kind == 'step' and e.step.lead_days == 14]
+        self.assertEqual(moved.description,
+            "Step reached: Tweede herinnering.")
 
     @with_transaction()
     def test_rerun_for_the_same_date_creates_nothing(self):
@@ -140,10 +150,12 @@ class RunTestCase(unittest.TestCase):
         self.assertEqual(communications(found['small']), [])
         self.assertEqual(communications(found['large']), [(7, 'email')])
         self.assertEqual(found['small'].step, first)
-        skipped = [e for e in found['small'].events if e.kind == 'skipped']
-        self.assertEqual(len(skipped), 2)
-        self.assertIn("below the step's minimum of 50.00",
-            skipped[-1].description)
+        skipped, = [e for e in fresh(found['small']).events
+            if e.kind == 'skipped']
+        self.assertEqual(skipped.description,
+            "Skipped: open amount below the step's minimum of 50.00: "
+            "Eerste herinnering. Skipped, as a later step was already due: "
+            "Vriendelijke herinnering voor de vervaldatum.")
         step_summary = [s for s in summary['steps'] if s['lead_days'] == 7][0]
         self.assertEqual(step_summary['skipped_below_minimum'], 1)
         self.assertEqual(step_summary['moved'], 1)
