@@ -19,6 +19,22 @@ from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+
+def use_source(path):
+    """Import trytond.modules.payt_dunning from path (a snapshot taken by
+    bench_run.py) instead of the working tree, which other engineers edit
+    while the benchmark runs: repoint the editable install's finder."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith('__editable___payt_dunning') and hasattr(
+                module, 'MAPPING'):
+            module.MAPPING['trytond.modules.payt_dunning'] = path
+            return
+    raise RuntimeError("payt_dunning is not installed editable")
+
+
+if os.environ.get('PAYT_BENCH_SOURCE'):
+    use_source(os.environ['PAYT_BENCH_SOURCE'])
+
 import trytond.config  # noqa: E402,F401 (reads TRYTOND_*)
 from trytond.pool import Pool  # noqa: E402
 from trytond.transaction import Transaction  # noqa: E402
@@ -85,10 +101,24 @@ def administrations():
 
 
 # -- import -----------------------------------------------------------------
+def use_importer(path):
+    """Replace the module's importer by another version of importer.py (to
+    measure before/after a change without touching the working tree)."""
+    import importlib.util
+    from trytond.modules.payt_dunning import importer
+    spec = importlib.util.spec_from_file_location(
+        'trytond.modules.payt_dunning.importer', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    importer.BatchImporter = module.BatchImporter
+
+
 def phase_import(database, args):
     from trytond.modules.payt_dunning.tests.tools import create_administration
-    from trytond.modules.payt_dunning.importer import BatchImporter
     start_pool(database)
+    if args.importer:
+        use_importer(args.importer)
+    from trytond.modules.payt_dunning.importer import BatchImporter
     run_date = datetime.date.fromisoformat(args.date)
     result = {}
     with Transaction().start(database, ADMIN) as transaction:
@@ -122,17 +152,24 @@ def phase_import(database, args):
 
 
 # -- run and re-run ---------------------------------------------------------
-def execute_all(database, run_date):
-    "Run every administration, each in its own transaction, like the cron."
+def execute_all(database, run_date, full=False):
+    """Run every administration, each in its own transaction, like the cron.
+    full=False: the flow run, DailyRun(administration, date).execute();
+    full=True: payt.run.execute, the flow run plus whatever other parts of
+    the module hook on it (collection cases, ...) and the run record."""
+    from trytond.modules.payt_dunning.run import DailyRun
     Run = Pool(database).get('payt.run')
     Administration = Pool(database).get('payt.administration')
     with Transaction().start(database, ADMIN):
         targets = [(a.id, company_context(a)) for a in administrations()]
     summaries, total = [], 0
     for administration_id, context in targets:
-        summary, seconds, _ = in_transaction(database,
-            lambda: Run.execute(Administration(administration_id), run_date),
-            context)
+        def function(administration_id=administration_id):
+            administration = Administration(administration_id)
+            if full:
+                return Run.execute(administration, run_date)
+            return DailyRun(administration, run_date).execute()
+        summary, seconds, _ = in_transaction(database, function, context)
         summaries.append(summary)
         total += seconds
     return summaries, total
@@ -153,6 +190,7 @@ def step_totals(summaries):
 
 
 def phase_run(database, args):
+    "The flow run, then a re-run for the same date."
     start_pool(database)
     run_date = datetime.date.fromisoformat(args.date)
     result = {}
@@ -169,6 +207,21 @@ def phase_run(database, args):
         s['communications'] for s in summaries)
     result['peak_rss_mb'] = rss_mb()
     return result
+
+
+def phase_fullrun(database, args):
+    "payt.run.execute once (the cron's work per administration, no sending)."
+    start_pool(database)
+    run_date = datetime.date.fromisoformat(args.date)
+    rss_before = rss_mb()
+    summaries, seconds = execute_all(database, run_date, full=True)
+    return {'run': seconds, 'rss_before_run_mb': rss_before,
+        'peak_rss_run_mb': rss_mb(),
+        'items_moved': sum(s.get('items_moved', 0) for s in summaries),
+        'extra': [{k: v for k, v in s.items() if k not in (
+                        'steps', 'administration', 'administration_id',
+                        'date', 'state', 'items_moved', 'communications',
+                        'dry_run', 'resumed')} for s in summaries]}
 
 
 # -- where the time of the run goes -----------------------------------------
@@ -243,15 +296,24 @@ def phase_profile(database, args):
             ('_insert_below_minimum_attention', 'attentions')]:
         setattr(DailyRun, name, labelled_step(pretty, getattr(DailyRun, name)))
     result = {}
+
+    def dry_run(administration):
+        "The flow run in a savepoint, rolled back."
+        cursor = Transaction().connection.cursor()
+        cursor.execute('SAVEPOINT payt_bench_profile')
+        try:
+            DailyRun(administration, run_date).execute()
+        finally:
+            cursor.execute('ROLLBACK TO SAVEPOINT payt_bench_profile')
+            run_module.invalidate_caches()
     with Transaction().start(database, ADMIN,
             _lock_tables=['payt_administration']) as transaction:
-        Run = Pool().get('payt.run')
         administrations()
         start = time.perf_counter()
         for administration in administrations():
             label[0] = 'setup'
             with transaction.set_context(company_context(administration)):
-                Run.execute(administration, run_date, dry_run=True)
+                dry_run(administration)
         result['dry_run_seconds'] = time.perf_counter() - start
         result['statements'] = [dict(e, plan=None) for e in log]
         if backend.name == 'postgresql' and args.explain:
@@ -259,7 +321,7 @@ def phase_profile(database, args):
             explain[0] = True
             first = administrations()[0]
             with transaction.set_context(company_context(first)):
-                Run.execute(first, run_date, dry_run=True)
+                dry_run(first)
             result['plans'] = sorted(log, key=lambda e: -e['seconds'])[:3]
         transaction.rollback()
     return result
@@ -382,10 +444,16 @@ def phase_baseline(database, args):
 
 
 PHASES = {'import': phase_import, 'run': phase_run,
+    'fullrun': phase_fullrun,
     'profile': phase_profile, 'baseline': phase_baseline}
 
 
 def main():
+    if sys.argv[1:2] == ['admin']:
+        # trytond-admin on the same source as the phases.
+        from trytond.cli.admin import main as admin
+        sys.argv = ['trytond-admin'] + sys.argv[2:]
+        return admin()
     parser = argparse.ArgumentParser()
     parser.add_argument('phase', choices=sorted(PHASES))
     parser.add_argument('database')
@@ -396,8 +464,11 @@ def main():
     parser.add_argument('--administrations', type=int, default=3)
     parser.add_argument('--lines', type=int, default=10000)
     parser.add_argument('--explain', action='store_true')
+    parser.add_argument('--importer', help="another importer.py to measure")
     args = parser.parse_args()
     result = PHASES[args.phase](args.database, args)
+    from trytond.modules import payt_dunning
+    result['source'] = os.path.dirname(payt_dunning.__file__)
     with open(args.out, 'w') as out:
         json.dump(result, out, indent=1, default=str)
 

@@ -454,8 +454,13 @@ class HubLink(ModelSQL, ModelView):
         """The hub reports one sync of a link: ok or not, the error text and
         the number of open items received. Returns the link's status."""
         cls._check_hub_user()
-        link = cls(int(link_id))
-        cls.search([('id', '=', link.id)], limit=1)  # record rules
+        # searching applies the record rules: a hub user limited to some
+        # companies cannot book results on the links of others
+        found = cls.search([('id', '=', int(link_id))], limit=1)
+        if not found:
+            raise AccessError(gettext('payt_dunning.msg_hub_link_unknown',
+                    link=link_id))
+        link, = found
         return link.book_result(bool(ok), message, int(items or 0))
 
     def book_result(self, ok, message, items, now=None):

@@ -22,6 +22,18 @@ def _settings(pairs):
 
 
 def cmd_simulate(args):
+    if args.package in ('cm', 'printmail'):
+        return _simulate_channel(args)
+    if args.package == 'mollie':
+        from .simulators.mollie import MollieSimulator
+        sim = MollieSimulator().start(args.host, args.port)
+        print(f'Mollie simulator: API {sim.url}/v2/ (any test_ key), '
+              f'checkout pages {sim.url}/checkout/tr_...', flush=True)
+        try:
+            sim._thread.join()
+        except KeyboardInterrupt:
+            sim.stop()
+        return 0
     if args.package == 'imuis':
         from .simulators.imuis import (TEST_ENVIRONMENT, TEST_PARTNER_KEY,
                                        ImuisSimulator)
@@ -41,6 +53,32 @@ def cmd_simulate(args):
         print(f'SnelStart simulator: API {sim.url}/v2/, token '
               f'{sim.url}/b2b/token (client key {CLIENT_KEY}, subscription '
               f'keys {PRIMARY_KEY} / {SECONDARY_KEY}); control API '
+              f'{sim.url}/_control/...', flush=True)
+    try:
+        sim._thread.join()
+    except KeyboardInterrupt:
+        sim.stop()
+    return 0
+
+
+def _simulate_channel(args):
+    "The channel providers: CM.com (SMS, robocall) and print and mail."
+    if args.package == 'cm':
+        from .simulators.cm import PRODUCT_TOKEN, CMSimulator
+        sim = CMSimulator(dlr_url=os.environ.get('PAYT_CM_DLR_URL'),
+                          inbound_url=os.environ.get('PAYT_CM_INBOUND_URL'))
+        sim.start(args.host, args.port)
+        print(f'CM.com simulator: SMS {sim.url}/v1.0/message, voice '
+              f'{sim.url}/voiceapi/v2/Notification (product token '
+              f'{PRODUCT_TOKEN}); control API {sim.url}/_control/...',
+              flush=True)
+    else:
+        from .simulators.printmail import (API_KEY, WEBHOOK_SECRET,
+                                           PrintMailSimulator)
+        sim = PrintMailSimulator()
+        sim.start(args.host, args.port)
+        print(f'Print-and-mail simulator: {sim.url}/v1/letters (key '
+              f'{API_KEY}, webhook secret {WEBHOOK_SECRET}); control API '
               f'{sim.url}/_control/...', flush=True)
     try:
         sim._thread.join()
@@ -191,7 +229,8 @@ def build_parser():
     sub = p.add_subparsers(dest='command', required=True)
 
     s = sub.add_parser('simulate', help='run a package simulator')
-    s.add_argument('package', choices=['imuis', 'snelstart'])
+    s.add_argument('package', choices=['imuis', 'snelstart', 'mollie',
+                                       'cm', 'printmail'])
     s.add_argument('--host', default='127.0.0.1')
     s.add_argument('--port', type=int, default=0)
     s.add_argument('--debtors', type=int, default=20)

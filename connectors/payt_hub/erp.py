@@ -93,6 +93,13 @@ def _is_erp_error(exc) -> bool:
     return isinstance(exc, TrytonException)
 
 
+def batch_records() -> int | None:
+    """Records per ERP batch (pages gathered): PAYT_HUB_BATCH_RECORDS,
+    default 2000; 0 sends one batch per page."""
+    value = int(os.environ.get('PAYT_HUB_BATCH_RECORDS', '2000') or 0)
+    return value or None
+
+
 def links_to_sync(cfg, administration=None, due=False) -> list[dict]:
     from . import logsafe
     Link = _model(cfg, 'payt.hub.link')
@@ -139,7 +146,8 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
         with adapter:
             adapter.validate()
             result = run_sync(adapter, ProteusSink(
-                link['administration'], link['id'], cfg), progress=progress)
+                link['administration'], link['id'], cfg), progress=progress,
+                batch_records=batch_records())
     except HubError as exc:
         out['error'] = str(exc)
         if isinstance(exc, LinkError):

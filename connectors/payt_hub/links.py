@@ -1,7 +1,8 @@
 """Links: which adapter, with which settings, feeds which administration.
 
-Until the ERP side stores links, links come from a JSON file named by
-``PAYT_LINKS_FILE``::
+Production links live in the ERP (``payt.hub.link``, see erp.py). For
+tests and demos without an ERP, links can also come from a JSON file named
+by ``PAYT_LINKS_FILE``::
 
     {"1": {"adapter": "imuis", "administration_id": 1, "sink": "memory",
            "settings": {"partner_key": "env:PAYT_IMUIS_PARTNER_KEY",

@@ -1,7 +1,9 @@
-"""ProteusSink: the ERP side of the Sink, over proteus (skeleton).
+"""ProteusSink: the ERP side of the Sink, over proteus.
 
-Kept small and isolated on purpose: the ERP models for links and cursors
-are written on the ERP side. What it expects there:
+Used by ``erp.sync_link`` (``payt-hub sync --database``, the Celery task)
+and tested against a real Tryton database in tests/test_erp.py. With
+embedded trytond every call below is its own committed transaction. What
+it uses in the ERP (payt_dunning/hub.py):
 
 * ``payt.administration.import_batch(administration_id, batch)`` RPC
   (classmethod, see docs/IMPORT-BATCH.md), returning the summary dict.

@@ -159,35 +159,62 @@ def _progress(stream, enabled):
                 file=sys.stderr)
 
 
+def _dedupe(records):
+    """Last record per external id: pages read while the source changes
+    may repeat a row, and one batch must not name an id twice."""
+    seen = {}
+    for record in records:
+        seen[getattr(record, 'external_id', id(record))] = record
+    return list(seen.values())
+
+
 def run_sync(adapter: Adapter, sink: Sink, streams=None,
-             progress=None) -> SyncResult:
+             progress=None, batch_records=None) -> SyncResult:
     """Sync every stream of ``adapter`` into ``sink``.
 
     ``progress``: True/False forces the terminal progress bar on/off; None
     shows it only when stderr is a terminal.
+    ``batch_records``: None sends one batch per page; a number gathers
+    consecutive pages of a stream until they hold that many records and
+    sends them as one batch (fewer, larger ERP transactions); the cursor
+    saved is then the one after the last page in the batch, so a killed
+    sync still resumes after the last batch the ERP accepted.
     """
     result = SyncResult()
+
+    def flush(stream, records, cursor, pages):
+        if records:
+            batch = records_to_batch(stream, _dedupe(records))
+            if batch:
+                summary = sink.import_batch(batch)
+                for key, value in (summary or {}).items():
+                    if isinstance(value, int):
+                        result.summary[key] = \
+                            result.summary.get(key, 0) + value
+        # only now are these pages safely in the ERP
+        sink.save_cursor(stream, cursor)
+        result.pages += pages
+
     for stream in streams or adapter.streams():
         cursor = sink.load_cursor(stream)
         log.info('sync %s/%s from cursor %s', adapter.name, stream, cursor)
         bar = _progress(stream, progress)
         count = 0
+        pending, pending_pages, pending_cursor = [], 0, cursor
         try:
             for page in adapter.read(stream, cursor):
                 records = adapter.map(stream, page.records)
-                batch = records_to_batch(stream, records)
-                if batch:
-                    summary = sink.import_batch(batch)
-                    for key, value in (summary or {}).items():
-                        if isinstance(value, int):
-                            result.summary[key] = \
-                                result.summary.get(key, 0) + value
-                # only now is the page safely in the ERP
-                sink.save_cursor(stream, page.next_cursor)
-                result.pages += 1
+                pending.extend(records)
+                pending_pages += 1
+                pending_cursor = page.next_cursor
+                if not batch_records or len(pending) >= batch_records:
+                    flush(stream, pending, pending_cursor, pending_pages)
+                    pending, pending_pages = [], 0
                 count += len(records)
                 if bar is not None:
                     bar.update(len(records))
+            if pending_pages:
+                flush(stream, pending, pending_cursor, pending_pages)
         finally:
             if bar is not None:
                 bar.close()

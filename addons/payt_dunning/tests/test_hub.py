@@ -211,6 +211,8 @@ class HubTestCase(unittest.TestCase):
             self.assertEqual(values['environment_code_masked'], '********')
             with self.assertRaises(AccessError):
                 Link.read([link.id], ['environment_code'])
+            with self.assertRaises(AccessError):  # no guessing by search
+                Link.search([('environment_code', '=', TEST_ENVIRONMENT)])
             with self.assertRaises(AccessError):
                 Configuration.read([1], ['imuis_partner_key'])
             Link.write([Link(link.id)],
@@ -227,9 +229,12 @@ class HubTestCase(unittest.TestCase):
         administration = create_administration()
         link = self.imuis_link(administration)
         draft = self.snelstart_link(create_administration("Draft BV"))
-        self.assertEqual(Link.links_to_sync(), [])
+        # (other tests' or scenarios' links may exist in this database)
+        ids = lambda: [l['id'] for l in Link.links_to_sync()]  # noqa: E731
+        self.assertNotIn(link.id, ids())
         Link.activate([link])
-        found, = Link.links_to_sync()
+        self.assertNotIn(draft.id, ids())
+        found, = [l for l in Link.links_to_sync() if l['id'] == link.id]
         self.assertEqual(found['id'], link.id)
         self.assertEqual(found['administration'], administration.id)
         self.assertEqual(found['package'], 'imuis')
