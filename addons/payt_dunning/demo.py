@@ -5,6 +5,8 @@ import datetime
 import random
 from decimal import Decimal
 
+from .case import build_cases
+
 ADMINISTRATIONS = ["Bakkerij De Korenschoof BV", "Van Dijk Installatietechniek"]
 FIRST = ["Jan", "Sanne", "Pieter", "Fatima", "Daan", "Emma", "Mohamed",
     "Lotte", "Bram", "Noor", "Ruben", "Julia", "Thijs", "Anouk", "Sem"]
@@ -48,6 +50,8 @@ def build_demo(pool, seed=2026, progress=print):
         if offset % 5 == 0:
             progress("Daily run applied up to %s" % date)
     _payments(pool, administrations[1], rng, today)
+    build_cases(pool, administrations, today)
+    progress("Collection cases opened, with letters, costs and interest")
     return administrations
 
 

@@ -1,0 +1,350 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Collection cases: hand-over, the 14-day letter, costs, interest,
+payments, exactly-once letters and the dossier."""
+import io
+import json
+import unittest
+import zipfile
+from decimal import Decimal
+
+from trytond.exceptions import UserError
+from trytond.model.exceptions import ValidationError
+from trytond.pool import Pool
+from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.transaction import Transaction
+
+from .. import law
+from ..letter import LetterContent, LetterLine, render_letter
+from .tools import (
+    TODAY, create_administration, days, debtor, item, items_by_external_id,
+    run)
+
+
+def fresh(record):
+    return record.__class__(record.id)
+
+
+class CaseTestCase(unittest.TestCase):
+    "Collection cases"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        activate_module('payt_dunning')
+
+    def _setup(self, items=None, debtors=None):
+        Administration = Pool().get('payt.administration')
+        administration = create_administration()
+        debtors = debtors or [debtor('B1'), debtor('C1', 'consumer'),
+            debtor('C2', 'consumer', language='en')]
+        items = items or [
+            item('b-1', 'B1', TODAY - days(40), '1500.00'),
+            item('c-1', 'C1', TODAY - days(40), '2500.00'),
+            item('c-2', 'C1', TODAY - days(45), '2500.00'),
+            item('c-3', 'C2', TODAY - days(10), '300.00'),
+            ]
+        Administration.import_batch(administration.id,
+            {'debtors': debtors, 'items': items})
+        return administration
+
+    def _cases(self, administration):
+        Case = Pool().get('payt.case')
+        return {c.debtor.external_id: c for c in Case.search(
+                [('administration', '=', administration.id)])}
+
+    @with_transaction()
+    def test_rate_table_is_the_csv(self):
+        "The interest rate records are the legal doc's table"
+        Rate = Pool().get('payt.interest.rate')
+        stored = [(r.start_date, r.consumer_rate, r.commercial_rate,
+                r.confidence) for r in Rate.table()]
+        expected = [(r.start_date, r.consumer_rate, r.commercial_rate,
+                r.confidence) for r in law.load_rates()]
+        self.assertEqual(stored, expected)
+        with self.assertRaises(ValidationError):
+            Rate.create([{'start_date': TODAY, 'consumer_rate': -1,
+                        'commercial_rate': 1}])
+
+    @with_transaction()
+    def test_flow_hands_over_one_case_per_debtor(self):
+        "Items on the collection step become one case per debtor"
+        administration = self._setup()
+        summary = run(administration, TODAY)
+        cases = self._cases(administration)
+        self.assertEqual(set(cases), {'B1', 'C1'})
+        consumer, business = cases['C1'], cases['B1']
+        self.assertEqual(len(consumer.items), 2)
+        self.assertEqual(consumer.principal, Decimal('5000.00'))
+        self.assertEqual(consumer.state, 'reminder')
+        self.assertEqual(summary['cases']['opened_items'], 3)
+        # Consumer: a 14-day letter over the principals added up
+        # (art. 6:96 lid 7): 625.00, not 2 x 375.00; no costs yet.
+        letter, = consumer.letters
+        self.assertTrue(letter.fourteen_day)
+        self.assertEqual(letter.costs_stated, Decimal('625.00'))
+        self.assertEqual(letter.wording, law.TERM_WORDING_NL)
+        self.assertEqual(letter.channel, 'post')
+        self.assertGreater(letter.receipt_date, letter.date)
+        self.assertTrue(letter.pdf.startswith(b'%PDF'))
+        self.assertEqual(consumer.costs, ())
+        # Business: costs due at once (art. 6:96 lid 4), no 14-day letter.
+        cost, = business.costs
+        self.assertEqual(cost.total, Decimal('225.00'))
+        self.assertFalse(business.letters[0].fourteen_day)
+        # The letter is on each item's timeline with the PDF attached.
+        Attachment = Pool().get('ir.attachment')
+        found = items_by_external_id(administration)
+        sent = [e for e in found['c-1'].events if e.kind == 'sent']
+        self.assertEqual(len(sent), 1)
+        attachment, = Attachment.search([('resource', '=', str(sent[0]))])
+        self.assertTrue(attachment.data.startswith(b'%PDF'))
+
+    @with_transaction()
+    def test_letters_exactly_once(self):
+        "Running twice or overlapping produces no second letter"
+        Letter = Pool().get('payt.case.letter')
+        administration = self._setup()
+        run(administration, TODAY)
+        count = Letter.search_count([])
+        run(administration, TODAY)
+        run(administration, TODAY + days(1))
+        self.assertEqual(Letter.search_count([]), count)
+        self.assertEqual(len(self._cases(administration)), 2)
+
+    @with_transaction()
+    def test_dry_run_opens_nothing(self):
+        "A dry run previews the cases and rolls them back"
+        Case = Pool().get('payt.case')
+        administration = self._setup()
+        summary = run(administration, TODAY, dry_run=True)
+        self.assertEqual(summary['cases']['opened_items'], 3)
+        self.assertEqual(Case.search_count([]), 0)
+
+    @with_transaction()
+    def test_consumer_costs_need_the_letter_and_its_term(self):
+        "No costs without a valid 14-day letter, nor before its term ends"
+        pool = Pool()
+        Case = pool.get('payt.case')
+        Item = pool.get('payt.item')
+        administration = self._setup()
+        c3, = Item.search([('external_id', '=', 'c-3')])
+        case, = Case.open_for_items([c3], TODAY)
+        self.assertEqual(case.state, 'new')
+        self.assertEqual(fresh(c3).step.action, 'collection')
+        with self.assertRaisesRegex(UserError, '14-day letter was sent'):
+            Case.add_costs([case])
+        Case.escalate([case])
+        case = fresh(case)
+        letter, = case.letters
+        self.assertEqual(letter.wording, law.TERM_WORDING_EN)
+        with self.assertRaisesRegex(UserError, 'term ends on'):
+            Case.add_costs([case])
+        # The run neither charges nor escalates during the term ...
+        day_before = letter.costs_chargeable_from - days(1)
+        Case.escalate_all(administration, day_before)
+        case = fresh(case)
+        self.assertEqual((case.state, case.costs), ('reminder', ()))
+        # ... and does both once the term has passed unpaid.
+        Case.escalate_all(administration, letter.costs_chargeable_from)
+        case = fresh(case)
+        cost, = case.costs
+        self.assertEqual(cost.total, Decimal('45.00'))
+        self.assertEqual(cost.letter, letter)
+        self.assertEqual(case.state, 'second_reminder')
+        with self.assertRaises(UserError):
+            Case.open_for_items([fresh(c3)])
+
+    @with_transaction()
+    def test_every_figure_stores_its_inputs(self):
+        "Costs, interest and allocations recompute from what they store"
+        Case = Pool().get('payt.case')
+        administration = self._setup()
+        run(administration, TODAY)
+        case = self._cases(administration)['B1']
+        Case.compute_interest([case], TODAY + days(400))
+        case = fresh(case)
+        for cost in case.costs:
+            result = cost.recompute()
+            self.assertEqual(result.total, cost.total)
+            self.assertEqual(result.principal, cost.principal)
+            self.assertEqual(result.rule, cost.rule)
+            self.assertIn('brackets', json.loads(cost.inputs))
+        line, = case.interests
+        self.assertEqual(line.kind, 'commercial')
+        self.assertEqual(line.start, TODAY - days(39))
+        self.assertTrue(json.loads(line.inputs)['capitalisations'])
+        self.assertEqual(line.recompute().interest, line.amount)
+        self.assertIn('6:119a', line.rule)
+        self.assertTrue(json.loads(line.rates))
+
+    @with_transaction()
+    def test_payments_go_to_costs_interest_principal(self):
+        "A payment is allocated costs, interest, principal (6:44 BW)"
+        CasePayment = Pool().get('payt.case.payment')
+        administration = self._setup()
+        run(administration, TODAY)
+        case = self._cases(administration)['B1']
+        payment, = CasePayment.create([{'case': case.id,
+                    'date': TODAY + days(30), 'amount': Decimal('300.00')}])
+        case = fresh(case)
+        interest = case.interest_amount
+        self.assertGreater(interest, 0)
+        self.assertEqual(payment.to_costs, Decimal('225.00'))
+        self.assertEqual(payment.to_interest, interest)
+        self.assertEqual(payment.to_principal,
+            Decimal('75.00') - interest)
+        self.assertEqual(case.remaining_costs, 0)
+        self.assertEqual(case.remaining_interest, 0)
+        self.assertEqual(case.remaining_principal,
+            Decimal('1500.00') - payment.to_principal)
+        self.assertEqual(json.loads(payment.inputs)['rule'],
+            law.RULE_ALLOCATION)
+        # The principal changed: the interest segment closed and a new one
+        # runs on what is left.
+        Case = Pool().get('payt.case')
+        Case.compute_interest([case], TODAY + days(60))
+        case = fresh(case)
+        self.assertEqual([bool(l.closed) for l in case.interests],
+            [True, False])
+        self.assertEqual(case.interests[1].principal,
+            case.remaining_principal)
+        self.assertEqual(case.interests[1].start, TODAY + days(30))
+        # Paying the rest closes the case as paid.
+        CasePayment.create([{'case': case.id, 'date': TODAY + days(30),
+                    'amount': case.remaining_total}])
+        Case.escalate_all(administration, TODAY + days(60))
+        self.assertEqual(fresh(case).close_reason, 'paid')
+
+    @with_transaction()
+    def test_imported_payments_are_allocated(self):
+        "A payment imported on an item of a case is a case payment"
+        Administration = Pool().get('payt.administration')
+        administration = self._setup()
+        run(administration, TODAY)
+        Administration.import_batch(administration.id, {'payments': [{
+                        'external_id': 'BANK-1', 'item': 'b-1',
+                        'date': TODAY.isoformat(), 'amount': '100.00'}]})
+        run(administration, TODAY)
+        payment, = self._cases(administration)['B1'].payments
+        self.assertEqual(payment.to_costs, Decimal('100.00'))
+
+    @with_transaction()
+    def test_waive_costs_records_who_and_why(self):
+        "Waiving needs a reason and records the user"
+        Case = Pool().get('payt.case')
+        administration = self._setup()
+        run(administration, TODAY)
+        case = self._cases(administration)['B1']
+        with self.assertRaisesRegex(UserError, 'why'):
+            Case.waive_costs([case])
+        Case.write([case], {'waive_reason': "Goodwill"})
+        Case.waive_costs([case])
+        case = fresh(case)
+        self.assertTrue(case.costs_waived)
+        self.assertEqual(case.waived_by.id, Transaction().user)
+        self.assertEqual(case.costs_amount, 0)
+        self.assertEqual([c.state for c in case.costs], ['waived'])
+        with self.assertRaisesRegex(UserError, 'waived'):
+            Case.add_costs([case])
+
+    @with_transaction()
+    def test_vat_and_agreed_amount(self):
+        "VAT only with its three conditions; agreed amount for business"
+        Config = Pool().get('payt.case.configuration')
+        administration = self._setup()
+        config, = Config.create([{'administration': administration.id,
+                    'vat_rate': Decimal('21'), 'vat_third_party': True,
+                    'vat_no_deduction': True, 'vat_stated': True,
+                    'business_costs': 'agreed',
+                    'business_agreed_amount': Decimal('99.00')}])
+        with self.assertRaisesRegex(ValidationError, 'three conditions'):
+            Config.write([config], {'vat_stated': False})
+        Config.write([config], {'vat_stated': True})
+        run(administration, TODAY)
+        cases = self._cases(administration)
+        cost, = cases['B1'].costs
+        self.assertEqual(cost.total, Decimal('99.00'))
+        self.assertIn('agreed', cost.rule)
+        # Consumer: staffel 625.00 + 21 % VAT, stated in the letter.
+        self.assertEqual(cases['C1'].letters[0].costs_stated,
+            Decimal('756.25'))
+
+    @with_transaction()
+    def test_lead_times_pause_and_dossier(self):
+        "Cases wait their lead time and pauses; the dossier is complete"
+        pool = Pool()
+        Case = pool.get('payt.case')
+        Config = pool.get('payt.case.configuration')
+        Pause = pool.get('payt.pause')
+        administration = self._setup()
+        Config.create([{'administration': administration.id,
+                    'channel': 'email',
+                    'steps': [('create', [
+                                {'state': 'second_reminder',
+                                    'lead_days': 20},
+                                {'state': 'notice_of_default',
+                                    'lead_days': 5},
+                                {'state': 'ready', 'lead_days': 5}])]}])
+        run(administration, TODAY)
+        case = self._cases(administration)['C1']
+        self.assertEqual(case.letters[0].receipt_date, TODAY)
+        Pause.hold(list(case.items), 'pause', "Dispute")
+        self.assertEqual(fresh(case).follow_up, 'paused')
+        Case.escalate_all(administration, TODAY + days(20))
+        self.assertEqual(fresh(case).state, 'reminder')
+        Case.resume([case])
+        with self.assertRaisesRegex(UserError, 'not ready'):
+            Case.export_dossier([case])
+        for offset in [20, 25, 30]:
+            Case.escalate_all(administration, TODAY + days(offset))
+        case = fresh(case)
+        self.assertEqual(case.state, 'ready')
+        self.assertEqual([l.step for l in case.letters],
+            ['reminder', 'second_reminder', 'notice_of_default'])
+        self.assertEqual(len(case.costs), 1)
+        Case.export_dossier([case])
+        case = fresh(case)
+        archive = zipfile.ZipFile(io.BytesIO(case.dossier))
+        names = archive.namelist()
+        self.assertIn('summary.pdf', names)
+        self.assertEqual(len([n for n in names if n.startswith('letters/')]),
+            3)
+        data = json.loads(archive.read('dossier.json'))
+        self.assertEqual(len(data['letters']), 3)
+        self.assertEqual(data['letters'][0]['received'],
+            TODAY.isoformat())
+        self.assertEqual(data['costs'][0]['total'], '625.00')
+        self.assertTrue(data['interest'])
+        self.assertIn('computation.json', names)
+        Case.escalate([case])
+        self.assertEqual(fresh(case).state, 'handed_over')
+
+    def test_render_letter_in_both_languages(self):
+        "The renderer makes a PDF for one debtor with several items"
+        for language in ['nl', 'en']:
+            pdf = render_letter(LetterContent(
+                    sender="Bakkerij BV", sender_lines=["Dorpsstraat 1"],
+                    recipient="Jan de Vries", recipient_lines=["Utrecht"],
+                    date=TODAY, language=language, subject="Aanmaning",
+                    paragraphs=["Een", "Twee"],
+                    lines=[LetterLine('F1', TODAY, TODAY, Decimal('1.00'),
+                            Decimal('1.00'))] * 3,
+                    totals=[("Totaal", Decimal('3.00'))]))
+            self.assertTrue(pdf.startswith(b'%PDF'))
+
+    @with_transaction()
+    def test_open_case_by_hand_from_a_debtor(self):
+        "The debtor's action opens one case with its overdue items"
+        pool = Pool()
+        Debtor = pool.get('payt.debtor')
+        Wizard = pool.get('payt.case.open', type='wizard')
+        administration = self._setup()
+        c1, = Debtor.search([('external_id', '=', 'C1')])
+        session_id, _, _ = Wizard.create()
+        with Transaction().set_context(active_model='payt.debtor',
+                active_id=c1.id, active_ids=[c1.id]):
+            result = Wizard.execute(session_id, {}, 'start')
+        case = self._cases(administration)['C1']
+        self.assertEqual(result['actions'][0][1]['res_id'], [case.id])
+        self.assertEqual(case.principal, Decimal('5000.00'))
+        self.assertEqual(case.state, 'new')
