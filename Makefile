@@ -14,7 +14,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 demo: venv sao
 	scripts/demo.sh
 
-test: venv test-sqlite test-postgresql test-hub
+test: venv sao test-sqlite test-postgresql test-hub
 
 venv: $(VENV)/.installed
 

@@ -25,7 +25,12 @@ wait_for_port() {  # host port seconds
 
 "$BIN/payt" mailcatcher --port 8025 --dir var/mail >var/log/mail.log 2>&1 &
 pids+=($!)
+# Online payments go to a local simulator of Mollie's API.
+export TRYTOND_PAYT__MOLLIE_API_ENDPOINT=http://127.0.0.1:8026
+"$BIN/payt-hub" simulate mollie --port 8026 >var/log/mollie.log 2>&1 &
+pids+=($!)
 wait_for_port 127.0.0.1 8025 20
+wait_for_port 127.0.0.1 8026 20
 
 if [ ! -f "var/demo/$DB.sqlite" ]; then
     echo "Creating the demo database (about a minute) ..."
@@ -55,7 +60,7 @@ cat <<TXT
   Stop with Ctrl-C. Start afresh with: make demo-reset demo
 
 TXT
-"$BIN/trytond" -d "$DB" --logconf /dev/null 2>var/log/trytond.log &
+"$BIN/trytond" -d "$DB" 2>var/log/trytond.log &
 server=$!
 pids+=($server)
 wait "$server"

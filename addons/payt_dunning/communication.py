@@ -2,9 +2,15 @@
 """Communications: one per (item, step, channel), created by the daily run
 and delivered by the sender."""
 import datetime
+import email
+import email.policy
 import logging
+from collections import OrderedDict
+from decimal import Decimal
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr
+
+from sql import Null
 
 from trytond import config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
@@ -13,7 +19,57 @@ from trytond.sendmail import send_message_transactional
 from trytond.transaction import Transaction
 
 from . import law
+from .bulk import invalidate_caches
 from .flow import CHANNELS
+
+STATES = [
+    ('pending', "To Send"),
+    ('queued', "Queued"),
+    ('sent', "Sent"),
+    ('delivered', "Delivered"),
+    ('failed', "Failed"),
+    ('returned', "Returned"),
+    ]
+# A status report only moves a communication forward.
+RANK = {'pending': 0, 'queued': 1, 'sent': 2, 'delivered': 3,
+    'failed': 3, 'returned': 4}
+TEXTS = {
+    'sms': {
+        'nl': "{company}: factuur {invoice_number} staat nog open voor "
+        "{open_amount} (vervaldatum {due_date}). Graag betalen. "
+        "Geen sms meer? Antwoord STOP.",
+        'en': "{company}: invoice {invoice_number} is still open for "
+        "{open_amount} (due {due_date}). Please pay. "
+        "No more texts? Reply STOP.",
+        },
+    'call': {
+        'nl': "Goedendag {debtor_name}. Dit is een automatisch bericht van "
+        "{company}. Factuur {invoice_number} staat nog open voor "
+        "{open_amount}. De vervaldatum was {due_date}. Wilt u het bedrag "
+        "zo snel mogelijk betalen? Dank u wel.",
+        'en': "Hello {debtor_name}. This is an automated message from "
+        "{company}. Invoice {invoice_number} is still open for "
+        "{open_amount}. It was due on {due_date}. Please pay as soon as "
+        "possible. Thank you.",
+        },
+    }
+LETTER_TEXTS = {
+    'nl': ["Volgens onze administratie staan de onderstaande facturen nog "
+        "open.",
+        "Wij verzoeken u het openstaande bedrag van {total} binnen veertien "
+        "dagen over te maken. Heeft u inmiddels betaald, dan kunt u deze "
+        "brief als niet verzonden beschouwen."],
+    'en': ["According to our records the invoices below are still open.",
+        "Please pay the open amount of {total} within fourteen days. If you "
+        "have paid in the meantime, please disregard this letter."],
+    }
+COSTS_TEXT = {
+    'nl': "Betaalt u niet binnen veertien dagen na ontvangst van deze "
+    "brief, dan bent u buitengerechtelijke incassokosten verschuldigd van "
+    "{costs}.",
+    'en': "If you do not pay within fourteen days of receiving this letter, "
+    "you owe extrajudicial collection costs of {costs}.",
+    }
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +103,29 @@ class Communication(ModelSQL, ModelView):
     channel = fields.Selection(CHANNELS, "Channel", required=True,
         readonly=True)
     run_date = fields.Date("Run Date", required=True, readonly=True)
-    state = fields.Selection([
-            ('pending', "Pending"),
-            ('sent', "Sent"),
-            ('failed', "Failed"),
-            ], "State", required=True, readonly=True)
+    state = fields.Selection(STATES, "State", required=True, readonly=True)
     sent_at = fields.Timestamp("Sent At", readonly=True)
     recipient = fields.Char("Recipient", readonly=True)
     subject = fields.Char("Subject", readonly=True)
     body = fields.Text("Body", readonly=True)
     message_id = fields.Char("Message-ID", readonly=True)
     error = fields.Char("Error", readonly=True)
+    provider = fields.Char("Provider", readonly=True)
+    provider_id = fields.Char("Provider Reference", readonly=True)
+    idempotency_key = fields.Char("Idempotency Key", readonly=True,
+        help="Sent to the provider with the message: a repeated send is "
+        "recognised instead of delivered twice.")
+    attempt_at = fields.Timestamp("Attempted At", readonly=True)
+    attempts = fields.Integer("Attempts", readonly=True)
+    status_at = fields.Timestamp("Status At", readonly=True)
+    delivered_at = fields.Timestamp("Delivered At", readonly=True)
+    letter_key = fields.Char("Letter", readonly=True,
+        help="The letter this item is part of: one per debtor, step and "
+        "day.")
+    letter_pdf = fields.Binary("Letter PDF", readonly=True,
+        filename='letter_filename')
+    letter_filename = fields.Function(
+        fields.Char("Letter File Name"), 'get_letter_filename')
 
     @classmethod
     def __setup__(cls):
@@ -74,14 +142,28 @@ class Communication(ModelSQL, ModelView):
                 (t.state, Index.Equality(cardinality='low')),
                 (t.channel, Index.Equality(cardinality='low')),
                 where=t.state == 'pending'))
+        cls._sql_indexes.update({
+                Index(t, (t.idempotency_key, Index.Equality())),
+                Index(t, (t.provider_id, Index.Equality())),
+                Index(t, (t.letter_key, Index.Equality())),
+                Index(t, (t.message_id, Index.Equality())),
+                })
         cls._order = [('run_date', 'DESC'), ('id', 'DESC')]
 
     @staticmethod
     def default_state():
         return 'pending'
 
+    @staticmethod
+    def default_attempts():
+        return 0
+
     def get_debtor(self, name):
         return self.item.debtor.id
+
+    def get_letter_filename(self, name):
+        if self.channel == 'letter':
+            return '%s.pdf' % (self.letter_key or 'letter-%s' % self.id)
 
     def template_values(self):
         item = self.item
@@ -100,6 +182,7 @@ class Communication(ModelSQL, ModelView):
             'days_overdue': (today - item.due_date).days,
             'description': item.description or '',
             'collection_costs': self._collection_costs(),
+            'portal_url': Pool().get('payt.portal.link').url_for(item.debtor),
             }
 
     def _collection_costs(self):
@@ -118,20 +201,188 @@ class Communication(ModelSQL, ModelView):
             return None, None
         return template.render(self.template_values())
 
+    # ------------------------------------------------------------ sending
+
+    @classmethod
+    def _key_prefix(cls):
+        "Names this installation at the providers (setting key_prefix)."
+        import re
+        from .channel import setting
+        prefix = setting('key_prefix') or Transaction().database.name
+        return re.sub(r'[^A-Za-z0-9_.]+', '', prefix) or 'payt'
+
+    def get_idempotency_key(self):
+        "The same for the communication whoever sends it, and when."
+        created = self.create_date.strftime('%Y%m%d%H%M%S%f') if (
+            self.create_date) else ''
+        return '%s-c%d-%s' % (self._key_prefix(), self.id, created)
+
+    @classmethod
+    def _pending_domain(cls, administration=None):
+        "Pending, and not claimed by a sender that may still be sending."
+        from .channel import PROVIDERS, CHANNEL_PROVIDER, setting
+        grace = datetime.timedelta(seconds=float(
+                setting('reconcile_seconds', 600)))
+        idempotent = ['email'] + [c for c, p in CHANNEL_PROVIDER.items()
+            if PROVIDERS[p].idempotent]
+        domain = [('state', '=', 'pending'),
+            ['OR',
+                ('attempt_at', '=', None),
+                ('attempt_at', '<', datetime.datetime.now() - grace),
+                ('channel', 'in', idempotent),
+                ]]
+        if administration:
+            domain.append(('item.administration', '=',
+                    getattr(administration, 'id', administration)))
+        return domain
+
+    @classmethod
+    def _with_whole_letters(cls, communications):
+        "A letter covers all its debtor's items of the step and day."
+        letters = {(c.item.debtor.id, c.step.id, c.run_date)
+            for c in communications if c.channel == 'letter'}
+        if not letters:
+            return communications
+        ids = {c.id for c in communications}
+        extra = []
+        for debtor, step, run_date in letters:
+            for communication in cls.search([
+                        ('state', '=', 'pending'),
+                        ('channel', '=', 'letter'),
+                        ('item.debtor', '=', debtor),
+                        ('step', '=', step),
+                        ('run_date', '=', run_date),
+                        ]):
+                if communication.id not in ids:
+                    ids.add(communication.id)
+                    extra.append(communication)
+        return list(communications) + extra
+
+    @classmethod
+    def claim(cls, administration=None, limit=None):
+        """Take the next batch for a sender and return its ids; the caller
+        commits before delivering.
+
+        The claim (attempt_at, attempts, idempotency_key) is on record
+        before any provider is called. A provider with idempotency keys
+        (print and mail) is simply asked again: it answers with the
+        original. CM has none: a claimed, still pending SMS or call is not
+        sent again until `reconcile_seconds` have passed, time for CM's
+        status report (carrying our key as its reference) to settle it;
+        only one that no report settled is sent again."""
+        communications = cls.search(cls._pending_domain(administration),
+            limit=limit, order=[('id', 'ASC')])
+        communications = cls._with_whole_letters(communications)
+        now = datetime.datetime.now()
+        for communication in communications:
+            communication.attempt_at = now
+            communication.attempts = (communication.attempts or 0) + 1
+            if not communication.idempotency_key:
+                communication.idempotency_key = (
+                    communication.get_idempotency_key())
+        # The letter's key is on record before the letter goes: its status
+        # webhooks find it whatever happens to the sender.
+        cls._letter_groups([c for c in communications
+                if c.channel == 'letter'])
+        cls.save(communications)
+        return [c.id for c in communications]
+
     @classmethod
     def send_pending(cls, administration=None, limit=None):
-        """Deliver pending email communications through Tryton's SMTP
-        setting; the mail leaves when the transaction commits, so a
-        communication marked sent is one whose transaction committed."""
+        """Deliver pending communications on every channel, in the caller's
+        transaction, and return how many were handed over.
+
+        Email leaves through Tryton's SMTP setting when the transaction
+        commits, so a communication marked sent is one whose transaction
+        committed. SMS, calls and letters go to their provider now, each
+        with its idempotency key. `channel.run_sender` is the same in
+        batches with the claim committed first."""
+        communications = cls.search(cls._pending_domain(administration),
+            limit=limit, order=[('id', 'ASC')])
+        communications = cls._with_whole_letters(communications)
+        for communication in communications:
+            if not communication.idempotency_key:
+                communication.idempotency_key = (
+                    communication.get_idempotency_key())
+        return cls.deliver(communications)
+
+    @classmethod
+    def deliver(cls, communications, chunk=50):
+        """Hand each communication to its channel, in the caller's
+        transaction; return how many went.
+
+        Emails are rendered in chunks of fresh records: rendering may create
+        records (portal links), and the ORM then rereads every record it
+        holds, so holding them all would cost quadratic time."""
         pool = Pool()
         Event = pool.get('payt.event')
-        domain = [('state', '=', 'pending'), ('channel', '=', 'email')]
-        if administration:
-            domain.append(('item.administration', '=', administration.id))
-        communications = cls.search(domain, limit=limit, order=[('id', 'ASC')])
-        from_addr = config.get('email', 'from')
         today = pool.get('ir.date').today()
-        events, sent = [], 0
+        communications = [c for c in communications if c.state == 'pending']
+        for communication in communications:
+            if not communication.idempotency_key:
+                communication.idempotency_key = (
+                    communication.get_idempotency_key())
+        cls.save(communications)
+        email_ids = [c.id for c in communications if c.channel == 'email']
+        others = [c.id for c in communications if c.channel != 'email']
+        events, count = [], 0
+        for start in range(0, len(email_ids), chunk):
+            records = cls.browse(email_ids[start:start + chunk])
+            count += cls._deliver_email(records, events, today)
+            cls.save(records)
+        others = cls.browse(others)
+        jobs = cls.prepare(others, events, today)
+        count += len([c for c in others
+                if c.channel == 'letter' and c.state == 'queued'])
+        cls.save(others)
+        Event.save(events)
+        return count + cls._deliver_jobs(jobs)
+
+    def _fail(self, error, events, today, kind='failed'):
+        self.state = 'failed'
+        self.error = error[:1000]
+        self.status_at = datetime.datetime.now()
+        events.append(self._event(kind, error, today))
+
+    def _opted_out(self, address, optouts=None):
+        "optouts: the set of (company, address, channel) read beforehand."
+        if optouts is not None:
+            address = (address or '').lower() if '@' in (address or '') else (
+                address)
+            return bool({(self.company.id, address, self.channel),
+                    (self.company.id, address, 'all')} & optouts)
+        OptOut = Pool().get('payt.channel.optout')
+        return OptOut.opted_out(self.company, address, self.channel)
+
+    @classmethod
+    def _optouts(cls, communications):
+        "Every opt-out of these companies, read once for a batch."
+        OptOut = Pool().get('payt.channel.optout')
+        companies = list({c.company.id for c in communications})
+        return {(o.company.id, o.address, o.channel) for o in OptOut.search([
+                    ('company', 'in', companies)])}
+
+    @classmethod
+    def _with_attachments(cls, communications):
+        "The items of these communications that have attachments."
+        Attachment = Pool().get('ir.attachment')
+        resources = list({str(c.item) for c in communications})
+        found = set()
+        for start in range(0, len(resources), 500):
+            found.update(a.resource and str(a.resource)
+                for a in Attachment.search([
+                        ('resource', 'in', resources[start:start + 500])]))
+        return found
+
+    @classmethod
+    def _deliver_email(cls, communications, events, today):
+        from_addr = config.get('email', 'from')
+        domain = from_addr.split('@')[-1]
+        sent = 0
+        if not communications:
+            return sent
+        optouts = cls._optouts(communications)
+        attached = cls._with_attachments(communications)
         for communication in communications:
             debtor = communication.item.debtor
             subject, body = communication.render()
@@ -140,21 +391,32 @@ class Communication(ModelSQL, ModelView):
                 error = "The debtor has no email address"
             elif subject is None:
                 error = "Step %s has no template" % communication.step.rec_name
+            elif communication._opted_out(debtor.email, optouts):
+                error = "The debtor opted out of email"
             if error:
-                communication.state = 'failed'
-                communication.error = error
-                events.append(communication._event('failed', error, today))
+                communication._fail(error, events, today)
                 continue
             msg = EmailMessage()
             msg['From'] = formataddr(
                 (communication.company.rec_name, from_addr))
             msg['To'] = debtor.email
             msg['Subject'] = subject
-            msg['Message-ID'] = make_msgid(domain=from_addr.split('@')[-1])
+            # Derived from the idempotency key: a bounce names it.
+            msg['Message-ID'] = '<%s@%s>' % (
+                communication.idempotency_key, domain)
             msg.set_content(body)
+            pdf = communication.invoice_pdf(
+                str(communication.item) in attached)
+            if pdf:
+                msg.add_attachment(pdf, maintype='application',
+                    subtype='pdf', filename='%s.pdf' % (
+                        communication.item.number
+                        or communication.item.external_id))
             send_message_transactional(msg, strict=True)
             communication.state = 'sent'
-            communication.sent_at = datetime.datetime.now()
+            communication.provider = 'smtp'
+            communication.sent_at = communication.status_at = (
+                datetime.datetime.now())
             communication.recipient = debtor.email
             communication.subject = subject
             communication.body = body
@@ -163,12 +425,421 @@ class Communication(ModelSQL, ModelView):
                     'sent', "Email to %s: %s" % (debtor.email, subject),
                     today))
             sent += 1
+        return sent
+
+    def invoice_pdf(self, attachments=True):
+        """The invoice as PDF where one exists: a PDF attached to the item,
+        else the ERP's own printed invoice (account_invoice)."""
+        pool = Pool()
+        Attachment = pool.get('ir.attachment')
+        item = self.item
+        found = Attachment.search([
+                ('resource', '=', str(item)),
+                ], order=[('id', 'ASC')]) if attachments else []
+        for attachment in found:
+            data = attachment.data
+            if data and (attachment.name or '').lower().endswith('.pdf'):
+                return bytes(data)
+        if (item.external_id or '').startswith('invoice-'):
+            try:
+                Invoice = pool.get('account.invoice')
+            except KeyError:
+                return None
+            try:
+                invoice = Invoice(int(item.external_id.split('-', 1)[1]))
+                cache = invoice.invoice_report_cache
+            except (ValueError, AttributeError):
+                return None
+            if cache and invoice.invoice_report_format == 'pdf':
+                return bytes(cache)
+        return None
+
+    def _phone_text(self):
+        values = self.template_values()
+        language = self.item.debtor.language
+        return TEXTS[self.channel].get(language, TEXTS[self.channel]['en']
+            ).format(**values)
+
+    # Providers are called outside any transaction by the sender: a job is
+    # plain data, prepared in one transaction and recorded in another.
+
+    @classmethod
+    def prepare(cls, communications, events, today):
+        "The provider jobs of SMS, calls and letters; failures recorded."
+        jobs = []
+        phone = [c for c in communications if c.channel in ('sms', 'call')]
+        letters = [c for c in communications if c.channel == 'letter']
+        if phone:
+            jobs += cls._prepare_phone(phone, events, today)
+        if letters:
+            jobs += cls._prepare_letters(letters, events, today)
+        return jobs
+
+    @classmethod
+    def _prepare_phone(cls, communications, events, today):
+        from .channel import (
+            CHANNEL_PROVIDER, Job, Outgoing, PhoneError, normalise_phone)
+        jobs = []
+        optouts = cls._optouts(communications)
+        for communication in communications:
+            debtor = communication.item.debtor
+            try:
+                number = normalise_phone(debtor.phone, debtor.country,
+                    mobile=communication.channel == 'sms')
+            except PhoneError as exception:
+                communication._fail("Cannot reach the debtor by %s: %s" % (
+                        communication.channel, exception), events, today)
+                continue
+            communication.recipient = number
+            if communication._opted_out(number, optouts):
+                communication._fail("The debtor opted out of %s" %
+                    communication.channel, events, today)
+                continue
+            communication.body = text = communication._phone_text()
+            jobs.append(Job(ids=[communication.id],
+                    provider=CHANNEL_PROVIDER[communication.channel],
+                    what="%s to %s" % ('SMS' if communication.channel == 'sms'
+                        else 'Call', number),
+                    outgoing=Outgoing(key=communication.idempotency_key,
+                        channel=communication.channel, to=number, text=text,
+                        language=debtor.language)))
+        return jobs
+
+    @classmethod
+    def _letter_groups(cls, communications):
+        letters = OrderedDict()
+        for communication in communications:
+            key = (communication.item.debtor, communication.step,
+                communication.run_date)
+            letters.setdefault(key, []).append(communication)
+        for group in letters.values():
+            letter_key = min(c.letter_key or c.idempotency_key
+                for c in group).replace('-c', '-l', 1)
+            for communication in group:
+                communication.letter_key = letter_key
+        return letters
+
+    @classmethod
+    def _prepare_letters(cls, communications, events, today):
+        from .channel import CHANNEL_PROVIDER, Job, Outgoing
+        jobs = []
+        for (debtor, step, run_date), group in cls._letter_groups(
+                communications).items():
+            if not (debtor.street and debtor.city):
+                for communication in group:
+                    communication._fail(
+                        "The debtor has no postal address", events, today)
+                continue
+            pdf, subject = cls._render_letter(group)
+            recipient = {'name': debtor.name, 'street': debtor.street,
+                'postal_code': debtor.postal_code or '',
+                'city': debtor.city, 'country': debtor.country or 'NL'}
+            address = ', '.join(filter(None, [debtor.street,
+                        debtor.postal_code, debtor.city]))
+            for communication in group:
+                communication.letter_pdf = pdf
+                communication.subject = subject
+                communication.recipient = address
+            administration = group[0].item.administration
+            if getattr(administration, 'letters_self_posted', False):
+                for communication in group:
+                    communication.provider = 'self'
+                    communication.state = 'queued'
+                    communication.status_at = datetime.datetime.now()
+                    events.append(communication._event('queued',
+                            "Letter ready to post in-house: %s" % subject,
+                            today))
+                continue
+            jobs.append(Job(ids=[c.id for c in group],
+                    provider=CHANNEL_PROVIDER['letter'],
+                    what="Letter to %s" % address,
+                    outgoing=Outgoing(key=group[0].letter_key,
+                        channel='letter', pdf=pdf, recipient=recipient,
+                        language=debtor.language)))
+        return jobs
+
+    @classmethod
+    def record(cls, job, receipt=None, error=None):
+        """Record what the provider answered, in a fresh transaction: a
+        status report may have come back first, and is kept."""
+        pool = Pool()
+        Event = pool.get('payt.event')
+        today = pool.get('ir.date').today()
+        communications = cls.browse(job.ids)
+        events = []
+        now = datetime.datetime.now()
+        for communication in communications:
+            if receipt:
+                # The state moves below, in one statement that only ever
+                # moves it forward.
+                communication.provider = job.provider
+                communication.provider_id = (communication.provider_id
+                    or receipt.provider_id)
+                communication.sent_at = communication.sent_at or now
+                events.append(communication._event('sent', "%s (%s, %s)" % (
+                            job.what, job.provider, receipt.state), today))
+            elif communication.state != 'pending':
+                continue
+            elif error.retry:
+                if not error.ambiguous:
+                    # Refused, so not sent: a later sender may try at once.
+                    communication.attempt_at = None
+                communication.error = str(error)[:1000]
+            else:
+                communication._fail(str(error), events, today)
         cls.save(communications)
         Event.save(events)
-        return sent
+        if receipt:
+            table = cls.__table__()
+            cursor = Transaction().connection.cursor()
+            earlier = [s for s, r in RANK.items()
+                if r < RANK.get(receipt.state, 1)]
+            cursor.execute(*table.update(
+                    [table.state, table.status_at, table.error],
+                    [receipt.state, now, Null],
+                    where=table.id.in_(job.ids) & table.state.in_(earlier)))
+            invalidate_caches()
+        return len(communications) if receipt else 0
+
+    @classmethod
+    def _deliver_jobs(cls, jobs):
+        "Call the providers and record, all in the caller's transaction."
+        from .channel import call_provider
+        count = 0
+        for job in jobs:
+            receipt, error = call_provider(job)
+            count += cls.record(job, receipt, error)
+        return count
+
+    @classmethod
+    def _render_letter(cls, communications):
+        "One PDF for a debtor's items of one step (letter.render_letter)."
+        from . import letter as letter_module
+        first = communications[0]
+        item = first.item
+        debtor = item.debtor
+        language = debtor.language if debtor.language in (
+            letter_module.LABELS) else 'en'
+        labels = letter_module.LABELS[language]
+        currency = item.currency.code
+        items = sorted((c.item for c in communications),
+            key=lambda i: (i.due_date, i.id))
+        total = sum((i.open_amount for i in items), Decimal(0))
+        money = lambda a: letter_module.format_money(a, currency, language)
+        paragraphs = [t.format(total=money(total))
+            for t in LETTER_TEXTS[language]]
+        if first.step.action == 'final_notice' and total > 0:
+            costs = law.collection_costs(total, debtor.kind)
+            paragraphs.append(COSTS_TEXT[language].format(
+                    costs=money(costs.total)))
+        company = item.company
+        address = company.party.addresses[0] if getattr(
+            company.party, 'addresses', None) else None
+        content = letter_module.LetterContent(
+            sender=company.rec_name,
+            sender_lines=[l for l in (address.full_address.splitlines()
+                    if address else []) if l],
+            recipient=debtor.name,
+            recipient_lines=[l for l in [debtor.street, ' '.join(filter(
+                            None, [debtor.postal_code, debtor.city]))] if l],
+            date=first.run_date, language=language,
+            subject=first.step.name,
+            reference='%s %s' % (labels['reference'], debtor.external_id),
+            paragraphs=paragraphs,
+            lines=[letter_module.LetterLine(i.number or i.external_id,
+                    i.invoice_date, i.due_date, i.amount, i.open_amount)
+                for i in items],
+            totals=[(labels['total'], total)], currency=currency)
+        return letter_module.render_letter(content), first.step.name
+
+    @classmethod
+    def letter_batch(cls, administration, date):
+        """The day's letters of an administration as one PDF, for posting
+        in-house: (number of letters, PDF bytes or None). Letters waiting
+        to be posted in-house count as sent once downloaded."""
+        from .channel import merge_pdfs
+        pool = Pool()
+        Event = pool.get('payt.event')
+        today = pool.get('ir.date').today()
+        communications = cls.search([
+                ('item.administration', '=', administration.id),
+                ('channel', '=', 'letter'),
+                ('run_date', '=', date),
+                ('letter_key', '!=', None),
+                ], order=[('letter_key', 'ASC'), ('id', 'ASC')])
+        pdfs, seen, events = [], set(), []
+        for communication in communications:
+            if communication.letter_key in seen:
+                continue
+            seen.add(communication.letter_key)
+            if communication.letter_pdf:
+                pdfs.append(bytes(communication.letter_pdf))
+        for communication in communications:
+            if communication.provider == 'self' and (
+                    communication.state == 'queued'):
+                communication.state = 'sent'
+                communication.sent_at = communication.status_at = (
+                    datetime.datetime.now())
+                events.append(communication._event('sent',
+                        "Letter downloaded for posting in-house", today))
+        cls.save(communications)
+        Event.save(events)
+        return len(pdfs), (merge_pdfs(pdfs) if pdfs else None)
+
+    # ------------------------------------------------- status coming back
+
+    @classmethod
+    def apply_reports(cls, provider, reports):
+        """Status reports of a provider's callback: move each communication
+        forward (never back); a returned letter raises attention."""
+        pool = Pool()
+        Event = pool.get('payt.event')
+        Attention = pool.get('payt.attention')
+        today = pool.get('ir.date').today()
+        updated, events = [], []
+        for report in reports:
+            found = []
+            if report.key:
+                found = cls.search(['OR',
+                        ('idempotency_key', '=', report.key),
+                        ('letter_key', '=', report.key)])
+            if not found and report.provider_id:
+                found = cls.search([
+                        ('provider', '=', provider),
+                        ('provider_id', '=', report.provider_id)])
+            for communication in found:
+                if communication.state == report.state:
+                    continue
+                if RANK[report.state] <= RANK[communication.state] and not (
+                        report.state == 'failed'
+                        and communication.state in ('queued', 'sent')):
+                    continue
+                now = datetime.datetime.now()
+                communication.state = report.state
+                communication.status_at = now
+                communication.provider = communication.provider or provider
+                if report.provider_id and not communication.provider_id:
+                    communication.provider_id = report.provider_id
+                if report.state in ('sent', 'delivered') and (
+                        not communication.sent_at):
+                    communication.sent_at = now
+                if report.state == 'delivered':
+                    communication.delivered_at = now
+                if report.error:
+                    communication.error = report.error[:1000]
+                what = {'sms': "SMS", 'call': "Call", 'letter': "Letter",
+                    'email': "Email"}[communication.channel]
+                kind = {'queued': 'queued', 'sent': 'sent',
+                    'delivered': 'delivered', 'failed': 'failed',
+                    'returned': 'returned'}[report.state]
+                events.append(communication._event(kind, "%s %s%s" % (
+                            what, report.state,
+                            ': %s' % report.error if report.error else ''),
+                        today))
+                if report.state == 'returned':
+                    item = communication.item
+                    Attention.raise_for(item.administration,
+                        'letter_returned', "Letter returned: %s" % (
+                            report.error or communication.recipient or ''),
+                        debtor=item.debtor, item=item)
+                updated.append(communication)
+        cls.save(updated)
+        Event.save(events)
+        return updated
+
+    @classmethod
+    def process_bounce(cls, raw):
+        """A bounce or delivery status notification (RFC 3464) about one of
+        our emails: a failure marks the communication failed
+        (undeliverable) and raises attention "email undeliverable"; a
+        success report marks it delivered. Returns the communications."""
+        pool = Pool()
+        Event = pool.get('payt.event')
+        Attention = pool.get('payt.attention')
+        today = pool.get('ir.date').today()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        action, diagnostic, message_ids = parse_dsn(message)
+        if not message_ids:
+            return []
+        found = cls.search([
+                ('channel', '=', 'email'),
+                ('message_id', 'in', list(message_ids)),
+                ])
+        events = []
+        for communication in found:
+            now = datetime.datetime.now()
+            if action == 'failed':
+                if communication.state == 'failed':
+                    continue
+                communication.state = 'failed'
+                communication.status_at = now
+                communication.error = ("Undeliverable: %s" % (
+                        diagnostic or "bounced"))[:1000]
+                events.append(communication._event('bounced',
+                        communication.error, today))
+                item = communication.item
+                Attention.raise_for(item.administration,
+                    'email_undeliverable', "Email to %s undeliverable: %s" % (
+                        communication.recipient, diagnostic or "bounced"),
+                    debtor=item.debtor, item=item)
+            elif action in ('delivered', 'relayed', 'expanded'):
+                if RANK[communication.state] >= RANK['delivered']:
+                    continue
+                communication.state = 'delivered'
+                communication.status_at = communication.delivered_at = now
+                events.append(communication._event('delivered',
+                        "Email delivered to %s" % communication.recipient,
+                        today))
+        cls.save(found)
+        Event.save(events)
+        return found
 
     def _event(self, kind, description, date):
         Event = Pool().get('payt.event')
         return Event(company=self.company, item=self.item, date=date,
             kind=kind, step=self.step, communication=self,
             description=description[:1000])
+
+
+def parse_dsn(message):
+    """(action, diagnostic, Message-IDs of the original) of a bounce: a
+    multipart/report delivery-status (RFC 3464) or a plain bounce that
+    quotes the original headers."""
+    action, diagnostic, ids = None, None, set()
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == 'message/delivery-status':
+            payload = part.get_payload()
+            blocks = payload if isinstance(payload, list) else []
+            if not blocks:
+                text = part.get_payload(decode=True) or b''
+                blocks = [email.message_from_bytes(block)
+                    for block in text.split(b'\n\n') if block.strip()]
+            for block in blocks:
+                if block.get('Action'):
+                    action = action or str(block['Action']).strip().lower()
+                if block.get('Diagnostic-Code'):
+                    diagnostic = diagnostic or ' '.join(
+                        str(block['Diagnostic-Code']).split())
+                if block.get('Status') and not diagnostic:
+                    diagnostic = 'status %s' % str(block['Status']).strip()
+        elif content_type in ('message/rfc822', 'text/rfc822-headers'):
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                inner = payload[0]
+            else:
+                data = part.get_payload(decode=True) or str(payload).encode()
+                inner = email.message_from_bytes(data)
+            if inner.get('Message-ID'):
+                ids.add(str(inner['Message-ID']).strip())
+    if message.get('X-Failed-Recipients') and not action:
+        action = 'failed'
+    if not ids:
+        # A plain bounce quoting the original: look for a Message-ID line.
+        body = message.get_body(('plain',))
+        text = body.get_content() if body else ''
+        for line in text.splitlines():
+            if line.lower().startswith('message-id:'):
+                ids.add(line.split(':', 1)[1].strip())
+                action = action or 'failed'
+    return action, diagnostic, ids

@@ -6,6 +6,7 @@ import random
 from decimal import Decimal
 
 from .case import build_cases
+from .portal import build_portal_demo
 
 ADMINISTRATIONS = ["Bakkerij De Korenschoof BV", "Van Dijk Installatietechniek"]
 FIRST = ["Jan", "Sanne", "Pieter", "Fatima", "Daan", "Emma", "Mohamed",
@@ -52,6 +53,7 @@ def build_demo(pool, seed=2026, progress=print):
     _payments(pool, administrations[1], rng, today)
     build_cases(pool, administrations, today)
     progress("Collection cases opened, with letters, costs and interest")
+    build_portal_demo(pool, administrations, progress=progress)
     return administrations
 
 

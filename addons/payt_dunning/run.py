@@ -133,7 +133,7 @@ class DailyRun:
         report = self._count(step, passing, is_target, below)
         if not (report['moved'] or report['skipped_below_minimum']):
             return report
-        self._insert_events(index, step, reached, below)
+        self._insert_events(step, index, reached, below)
         report['communications'] = self._insert_communications(
             step, reached & ~below)
         self._insert_below_minimum_attention(step, reached & below)
@@ -161,7 +161,7 @@ class DailyRun:
             skipped_overtaken=int(overtaken or 0),
             communications={c: 0 for c in step.channels or []})
 
-    def _insert_events(self, index, step, reached, below):
+    def _insert_events(self, step, index, reached, below):
         """One timeline event per item reaching the step. It names the
         earlier steps the item skipped because a later one was already due
         (an item imported late, or paused for a while), so no step is

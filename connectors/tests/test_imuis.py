@@ -1,6 +1,5 @@
 """iMUIS adapter against the simulator over real sockets."""
 import datetime as dt
-import time
 
 import httpx
 import pytest

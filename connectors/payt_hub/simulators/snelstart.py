@@ -63,6 +63,11 @@ class SnelstartSimulator(BaseSimulator):
         self.keys_used: list[str] = []
         self.relaties: dict[str, dict] = {}
         self.facturen: dict[str, dict] = {}
+        # Sorted, filtered listings per (resource, $filter), valid until the
+        # data changes: paging through 100k invoices must not sort them
+        # again for every page of 500.
+        self._version = 0
+        self._listings: dict = {}
         self._rng = random.Random(seed)
         self._seed(int(debtors), int(items))
 
@@ -113,6 +118,7 @@ class SnelstartSimulator(BaseSimulator):
 
     def _new_invoice(self, relatie_id, amount, date, modified=None):
         fid = self._uuid()
+        self._version += 1
         number = str(20260001 + len(self.facturen))
         amount = Decimal(amount).quantize(Decimal('0.01'))
         self.facturen[fid] = {
@@ -145,6 +151,7 @@ class SnelstartSimulator(BaseSimulator):
                 Decimal(str(amount))
             f['openstaandSaldo'] -= amount
             f['modifiedOn'] = _now()
+            self._version += 1
             return {'id': f['id'], 'openstaandSaldo': str(
                 f['openstaandSaldo'])}
 
@@ -164,6 +171,7 @@ class SnelstartSimulator(BaseSimulator):
                     raise KeyError(f'unknown relatie field {key}')
                 rel[key] = value
             rel['modifiedOn'] = _now()
+            self._version += 1
             return {'id': id}
 
     def expire_tokens(self):
@@ -257,17 +265,23 @@ class SnelstartSimulator(BaseSimulator):
                      'Het opgevraagde object bestaat niet'}])
             return self._send(start_response, rec, mode)
         try:
-            predicates = self._parse_filter(query.get('$filter', [''])[0])
+            filter_text = query.get('$filter', [''])[0]
+            predicates = self._parse_filter(filter_text)
             top = min(int(query.get('$top', ['500'])[0]), 500)
             skip = int(query.get('$skip', ['0'])[0])
         except ValueError:
             return json_response(start_response, '400 Bad Request',
                                  ODATA_ERROR)
         with self.lock:
-            rows = sorted(source.values(),
-                          key=lambda r: (r['modifiedOn'], r['id']))
-            rows = [r for r in rows if all(p(r) for p in predicates)]
-            rows = [dict(r) for r in rows[skip: skip + top]]
+            key = (parts[0], filter_text, self._version)
+            if key not in self._listings:
+                self._listings = {k: v for k, v in self._listings.items()
+                    if k[2] == self._version}
+                self._listings[key] = [r for r in sorted(
+                        source.values(),
+                        key=lambda r: (r['modifiedOn'], r['id']))
+                    if all(p(r) for p in predicates)]
+            rows = [dict(r) for r in self._listings[key][skip: skip + top]]
         if mode == 'long_strings':
             for r in rows:
                 for k in ('naam', 'factuurnummer'):

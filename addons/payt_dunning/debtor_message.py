@@ -1,0 +1,251 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Messages between creditor and debtor, per item or case.
+
+A thread lives on the item's timeline. A message from the creditor (written
+in the client) is emailed to the debtor with the portal link; a message from
+the debtor (written in the portal) raises the attention "unread debtor
+message" until someone marks it read."""
+import datetime
+import logging
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+from trytond import config
+from trytond.exceptions import UserError
+from trytond.i18n import gettext
+from trytond.model import Index, ModelSQL, ModelView, fields
+from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
+from trytond.sendmail import send_message_transactional
+from trytond.transaction import Transaction, without_check_access
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 5000
+TEXTS = {
+    'subject': {
+        'nl': "Nieuw bericht van %(company)s",
+        'en': "New message from %(company)s"},
+    'body': {
+        'nl': "Beste %(debtor)s,\n\n%(company)s stuurde u een bericht"
+        "%(about)s:\n\n%(text)s\n\nU kunt antwoorden via:\n%(portal_url)s\n",
+        'en': "Dear %(debtor)s,\n\n%(company)s sent you a message"
+        "%(about)s:\n\n%(text)s\n\nYou can reply at:\n%(portal_url)s\n"},
+    'about': {'nl': " over factuur %s", 'en': " about invoice %s"},
+    }
+
+
+def mail_debtor(debtor, subject, body):
+    """Email the debtor; the mail leaves when the transaction commits.
+    Returns False when the debtor has no email address."""
+    if not debtor.email:
+        return False
+    if Transaction().context.get('payt_dry_run'):
+        # A preview (dry run) counts the mail but sends nothing.
+        return True
+    from_addr = config.get('email', 'from')
+    msg = EmailMessage()
+    msg['From'] = formataddr((debtor.company.rec_name, from_addr))
+    msg['To'] = debtor.email
+    msg['Subject'] = subject
+    msg['Message-ID'] = make_msgid(domain=from_addr.split('@')[-1])
+    msg.set_content(body)
+    send_message_transactional(msg, strict=True)
+    return True
+
+
+class Message(ModelSQL, ModelView):
+    "Debtor Message"
+    __name__ = 'payt.message'
+    company = fields.Many2One('company.company', "Company", required=True,
+        readonly=True)
+    administration = fields.Many2One('payt.administration',
+        "Administration", required=True, ondelete='CASCADE',
+        states={'readonly': Eval('id', -1) >= 0})
+    debtor = fields.Many2One('payt.debtor', "Debtor", required=True,
+        ondelete='CASCADE',
+        domain=[('administration', '=', Eval('administration', -1))],
+        states={'readonly': Eval('id', -1) >= 0})
+    item = fields.Many2One('payt.item', "Open Item", ondelete='CASCADE',
+        domain=[('debtor', '=', Eval('debtor', -1))],
+        states={'readonly': Eval('id', -1) >= 0})
+    case = fields.Many2One('payt.case', "Collection Case",
+        ondelete='CASCADE', domain=[('debtor', '=', Eval('debtor', -1))],
+        states={'readonly': Eval('id', -1) >= 0})
+    direction = fields.Selection([
+            ('in', "From debtor"),
+            ('out', "To debtor"),
+            ], "Direction", required=True, readonly=True)
+    author = fields.Char("Author", readonly=True)
+    body = fields.Text("Message", required=True,
+        states={'readonly': Eval('id', -1) >= 0})
+    sent_at = fields.Timestamp("Written At", readonly=True)
+    seen = fields.Boolean("Read", readonly=True,
+        help="From the debtor: read by the creditor. "
+        "To the debtor: seen in the portal.")
+    read_at = fields.Timestamp("Read At", readonly=True)
+    read_by = fields.Many2One('res.user', "Read By", readonly=True)
+    emailed = fields.Boolean("Emailed", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.debtor, Index.Range())))
+        cls._order = [('sent_at', 'ASC'), ('id', 'ASC')]
+        cls._buttons.update({
+                'mark_read': {
+                    'invisible': (Eval('seen', False)
+                        | (Eval('direction') != 'in')),
+                    'depends': ['seen', 'direction'],
+                    },
+                })
+
+    @staticmethod
+    def default_direction():
+        return 'out'
+
+    @staticmethod
+    def default_seen():
+        return False
+
+    @staticmethod
+    def default_emailed():
+        return False
+
+    @staticmethod
+    def default_company():
+        return Transaction().context.get('company')
+
+    @fields.depends('item', 'case', 'debtor', 'administration')
+    def on_change_item(self):
+        if self.item:
+            self.debtor = self.item.debtor
+            self.administration = self.item.administration
+
+    @fields.depends('case', 'debtor', 'administration')
+    def on_change_case(self):
+        if self.case:
+            self.debtor = self.case.debtor
+            self.administration = self.case.administration
+
+    @fields.depends('debtor', 'administration')
+    def on_change_debtor(self):
+        if self.debtor:
+            self.administration = self.debtor.administration
+
+    def get_rec_name(self, name):
+        text = (self.body or '').strip().splitlines()
+        return (text[0][:60] if text else '') or str(self.id)
+
+    @classmethod
+    def validate_fields(cls, messages, field_names):
+        super().validate_fields(messages, field_names)
+        for message in messages:
+            if not (message.body or '').strip():
+                raise UserError(gettext('payt_dunning.msg_message_empty'))
+            if len(message.body) > MAX_BODY:
+                raise UserError(gettext('payt_dunning.msg_message_too_long',
+                        size=MAX_BODY))
+            for record in (message.item, message.case):
+                if record and record.debtor != message.debtor:
+                    raise UserError(gettext(
+                            'payt_dunning.msg_message_debtor'))
+
+    @classmethod
+    def create(cls, vlist):
+        user = Transaction().user
+        User = Pool().get('res.user')
+        vlist = [v.copy() for v in vlist]
+        for values in vlist:
+            values.setdefault('sent_at', datetime.datetime.now())
+            if values.get('direction', 'out') == 'out' and not values.get(
+                    'author') and user:
+                values['author'] = User(user).name
+            if not values.get('company') and values.get('administration'):
+                Administration = Pool().get('payt.administration')
+                values['company'] = Administration(
+                    values['administration']).company.id
+        messages = super().create(vlist)
+        # The timeline and attention are the system's, not the writer's.
+        with without_check_access():
+            for message in messages:
+                message.__class__(message.id)._on_new()
+        return messages
+
+    def items(self):
+        if self.item:
+            return [self.item]
+        if self.case:
+            return list(self.case.items)
+        return []
+
+    def _on_new(self):
+        pool = Pool()
+        Event = pool.get('payt.event')
+        Attention = pool.get('payt.attention')
+        today = pool.get('ir.date').today()
+        who = ("Message from the debtor" if self.direction == 'in'
+            else "Message to the debtor")
+        first = (self.body or '').strip().splitlines()[0][:200]
+        Event.create([{'company': self.company.id, 'item': item.id,
+                    'date': today, 'kind': 'message',
+                    'description': ("%s: %s" % (who, first))[:1000]}
+                for item in self.items()])
+        if self.direction == 'in':
+            Attention.raise_for(self.administration, 'unread_message',
+                "Message from %s: %s" % (self.debtor.name, first),
+                debtor=self.debtor, item=self.item)
+        else:
+            self._email_debtor()
+
+    def _email_debtor(self):
+        Link = Pool().get('payt.portal.link')
+        debtor = self.debtor
+        language = debtor.language or 'nl'
+        about = ''
+        if self.item:
+            about = TEXTS['about'][language] % (
+                self.item.number or self.item.external_id)
+        values = {'debtor': debtor.name, 'company': self.company.rec_name,
+            'about': about, 'text': self.body,
+            'portal_url': Link.url_for(debtor)}
+        if mail_debtor(debtor, TEXTS['subject'][language] % values,
+                TEXTS['body'][language] % values):
+            self.emailed = True
+            self.save()
+
+    @classmethod
+    @ModelView.button
+    def mark_read(cls, messages):
+        "The creditor read the debtor's messages: their attention is done."
+        Attention = Pool().get('payt.attention')
+        incoming = [m for m in messages if m.direction == 'in']
+        cls.write(incoming, {'seen': True,
+                'read_at': datetime.datetime.now(),
+                'read_by': Transaction().user})
+        for message in incoming:
+            unread = cls.search([('debtor', '=', message.debtor.id),
+                    ('direction', '=', 'in'), ('seen', '=', False),
+                    ('item', '=', message.item.id if message.item else None)])
+            if not unread:
+                attentions = Attention.search([
+                        ('debtor', '=', message.debtor.id),
+                        ('item', '=',
+                            message.item.id if message.item else None),
+                        ('reason', '=', 'unread_message'),
+                        ('state', '=', 'open')])
+                if attentions:
+                    Attention.resolve(attentions)
+
+
+class Debtor(metaclass=PoolMeta):
+    __name__ = 'payt.debtor'
+    messages = fields.One2Many('payt.message', 'debtor', "Messages",
+        readonly=True)
+
+
+class OpenItem(metaclass=PoolMeta):
+    __name__ = 'payt.item'
+    messages = fields.One2Many('payt.message', 'item', "Messages",
+        readonly=True)

@@ -1,0 +1,981 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The debtor portal, served by the Tryton server itself.
+
+Every reminder carries a personal link /<database>/payt/portal/<token>. The
+token (secrets.token_urlsafe(32), 256 bits) is stored only as its SHA-256;
+a link is scoped to one debtor of one administration, expires, can be
+revoked, and can require the debtor's postcode as a second check.
+
+The page is plain HTML (no JavaScript), in Dutch or English, with every
+value escaped by markupsafe. Every form carries a CSRF token bound to a
+cookie (double submit, HMAC with the link's own secret); every POST ends
+in a redirect (post/redirect/get). Failed token and postcode attempts are
+counted per client address and refused beyond a limit."""
+import datetime
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+from collections import defaultdict, deque
+from decimal import Decimal, InvalidOperation
+
+from markupsafe import Markup
+from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.utils import redirect
+
+from trytond import config
+from trytond.model import Index, ModelSQL, ModelView, fields
+from trytond.pool import Pool, PoolMeta
+from trytond.protocols.wrappers import (
+    Response, set_max_request_size, with_pool, with_transaction)
+from trytond.pyson import Eval
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = 'http://127.0.0.1:8000'
+TOKEN_RE = re.compile(r'^[A-Za-z0-9_-]{43}$')
+MAX_REQUEST = 64 * 1024
+EMAIL_RE = re.compile(r'^[^@\s<>"]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,}$')
+
+
+def base_url():
+    return config.get('payt', 'portal_url',
+        default=DEFAULT_BASE_URL).rstrip('/')
+
+
+def hash_token(token):
+    return hashlib.sha256(token.encode('utf-8')).hexdigest()
+
+
+def normalise_postcode(value):
+    return re.sub(r'\s+', '', value or '').upper()
+
+
+# ------------------------------------------------------------ rate limit
+
+class RateLimiter:
+    "Failed attempts per client address within a sliding window."
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.failures = defaultdict(deque)
+
+    @staticmethod
+    def limits():
+        return (config.getint('payt', 'portal_max_failures', default=10),
+            config.getint('payt', 'portal_failure_window', default=600))
+
+    def _trim(self, key, now, window):
+        queue = self.failures[key]
+        while queue and queue[0] < now - window:
+            queue.popleft()
+        return queue
+
+    def blocked(self, key):
+        limit, window = self.limits()
+        with self.lock:
+            return len(self._trim(key, time.monotonic(), window)) >= limit
+
+    def fail(self, key):
+        limit, window = self.limits()
+        with self.lock:
+            now = time.monotonic()
+            self._trim(key, now, window).append(now)
+
+    def reset(self):
+        with self.lock:
+            self.failures.clear()
+
+
+limiter = RateLimiter()
+
+
+# ----------------------------------------------------------------- models
+
+class PortalLink(ModelSQL, ModelView):
+    "Portal Link"
+    __name__ = 'payt.portal.link'
+    company = fields.Many2One('company.company', "Company", required=True,
+        readonly=True)
+    administration = fields.Many2One('payt.administration',
+        "Administration", required=True, readonly=True, ondelete='CASCADE')
+    debtor = fields.Many2One('payt.debtor', "Debtor", required=True,
+        readonly=True, ondelete='CASCADE')
+    token_hash = fields.Char("Token Hash", required=True, readonly=True,
+        help="SHA-256 of the token: the token itself is never stored.")
+    secret = fields.Char("Secret", required=True, readonly=True,
+        help="Signs the link's CSRF and postcode cookies.")
+    expires_at = fields.Timestamp("Expires At", required=True,
+        readonly=True)
+    revoked = fields.Boolean("Revoked", readonly=True)
+    revoked_at = fields.Timestamp("Revoked At", readonly=True)
+    last_used = fields.Timestamp("Last Used", readonly=True)
+    uses = fields.Integer("Uses", readonly=True)
+    postcode_failures = fields.Integer("Failed Postcode Checks",
+        readonly=True)
+    state = fields.Function(fields.Selection([
+                ('valid', "Valid"),
+                ('expired', "Expired"),
+                ('revoked', "Revoked"),
+                ], "State"), 'get_state')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.token_hash, Index.Equality())))
+        cls._sql_indexes.add(Index(t, (t.debtor, Index.Range())))
+        cls._order = [('create_date', 'DESC'), ('id', 'DESC')]
+        cls._buttons.update({
+                'revoke': {
+                    'invisible': Eval('revoked', False),
+                    'depends': ['revoked'],
+                    },
+                })
+
+    @staticmethod
+    def default_revoked():
+        return False
+
+    @staticmethod
+    def default_uses():
+        return 0
+
+    @staticmethod
+    def default_postcode_failures():
+        return 0
+
+    def get_state(self, name):
+        if self.revoked:
+            return 'revoked'
+        if self.expires_at < datetime.datetime.now():
+            return 'expired'
+        return 'valid'
+
+    def get_rec_name(self, name):
+        return "%s (%s)" % (self.debtor.rec_name, self.expires_at)
+
+    @classmethod
+    def issue(cls, debtor, days=None):
+        "A new link for the debtor; returns (link, token)."
+        administration = debtor.administration
+        days = days or administration.portal_link_days or 60
+        token = secrets.token_urlsafe(32)
+        link, = cls.create([{'company': debtor.company.id,
+                    'administration': administration.id,
+                    'debtor': debtor.id, 'token_hash': hash_token(token),
+                    'secret': secrets.token_urlsafe(32),
+                    'expires_at': datetime.datetime.now()
+                    + datetime.timedelta(days=days)}])
+        return link, token
+
+    @classmethod
+    def url(cls, token, database=None):
+        database = database or Transaction().database.name
+        return '%s/%s/payt/portal/%s' % (base_url(),
+            urllib.parse.quote(database), token)
+
+    @classmethod
+    def url_for(cls, debtor):
+        "A personal portal URL for a reminder (a new link each time)."
+        if Transaction().readonly:
+            return base_url() + '/'
+        _, token = cls.issue(debtor)
+        return cls.url(token)
+
+    @classmethod
+    def find(cls, token):
+        "The valid link of a token, or None (same answer for any failure)."
+        if not token or not TOKEN_RE.match(token):
+            return None
+        links = cls.search([('token_hash', '=', hash_token(token))],
+            limit=1)
+        if not links:
+            return None
+        link, = links
+        if not hmac.compare_digest(link.token_hash, hash_token(token)):
+            return None
+        if link.state != 'valid':
+            return None
+        return link
+
+    @classmethod
+    @ModelView.button
+    def revoke(cls, links):
+        cls.write(links, {'revoked': True,
+                'revoked_at': datetime.datetime.now()})
+
+    @classmethod
+    def revoke_debtor(cls, debtors):
+        "Revoke every link of the debtors (e.g. a leaked email)."
+        cls.revoke(cls.search([('debtor', 'in', [d.id for d in debtors]),
+                    ('revoked', '=', False)]))
+
+    # signed values: CSRF and the postcode check
+    def sign(self, purpose, value=''):
+        return hmac.new(self.secret.encode(),
+            ('%s:%s:%s' % (purpose, self.id, value)).encode(),
+            hashlib.sha256).hexdigest()
+
+    def check(self, purpose, value, signature):
+        return bool(signature) and hmac.compare_digest(
+            self.sign(purpose, value), signature)
+
+    def needs_postcode(self):
+        return bool(self.administration.portal_postcode_check
+            and normalise_postcode(self.debtor.postal_code))
+
+
+class Administration(metaclass=PoolMeta):
+    __name__ = 'payt.administration'
+    portal_postcode_check = fields.Boolean("Portal: Ask Postcode",
+        help="The debtor must enter the postcode before the portal page "
+        "shows anything.")
+    portal_link_days = fields.Integer("Portal Link Valid (days)",
+        domain=['OR', ('portal_link_days', '=', None),
+            ('portal_link_days', '>', 0)])
+    mollie_api_key = fields.Char("Mollie API Key",
+        help="test_... or live_...; leave empty to use the server's "
+        "[payt] mollie_api_key.")
+
+    @staticmethod
+    def default_portal_postcode_check():
+        return False
+
+    @staticmethod
+    def default_portal_link_days():
+        return 60
+
+
+class OpenItem(metaclass=PoolMeta):
+    __name__ = 'payt.item'
+    invoice_pdf = fields.Binary("Invoice PDF", filename='invoice_pdf_name',
+        readonly=True)
+    invoice_pdf_name = fields.Char("Invoice PDF Name", readonly=True)
+
+
+class Debtor(metaclass=PoolMeta):
+    __name__ = 'payt.debtor'
+    portal_links = fields.One2Many('payt.portal.link', 'debtor',
+        "Portal Links", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._buttons.update({'revoke_portal_links': {}})
+
+    @classmethod
+    @ModelView.button
+    def revoke_portal_links(cls, debtors):
+        Pool().get('payt.portal.link').revoke_debtor(debtors)
+
+
+# -------------------------------------------------------------- the page
+
+TEXTS = {
+    'title': {'nl': "Uw openstaande facturen", 'en': "Your open invoices"},
+    'hello': {'nl': "Welkom, %s", 'en': "Welcome, %s"},
+    'from': {'nl': "Facturen van %s", 'en': "Invoices from %s"},
+    'invoice': {'nl': "Factuur", 'en': "Invoice"},
+    'date': {'nl': "Factuurdatum", 'en': "Invoice date"},
+    'due': {'nl': "Vervaldatum", 'en': "Due date"},
+    'amount': {'nl': "Bedrag", 'en': "Amount"},
+    'open': {'nl': "Openstaand", 'en': "Open"},
+    'pdf': {'nl': "PDF", 'en': "PDF"},
+    'none_open': {'nl': "Er staan geen facturen open.",
+        'en': "You have no open invoices."},
+    'pay': {'nl': "Betalen", 'en': "Pay"},
+    'pay_title': {'nl': "Online betalen", 'en': "Pay online"},
+    'pay_amount': {'nl': "Bedrag (leeg: alles wat u aanvinkt)",
+        'en': "Amount (empty: everything you tick)"},
+    'mandate': {'nl': "Machtig %s voortaan automatisch te incasseren "
+        "(SEPA)", 'en': "Authorise %s to collect future payments by "
+        "direct debit (SEPA)"},
+    'mandate_shown': {'nl': "Machtiging automatische incasso: %s",
+        'en': "Direct-debit mandate: %s"},
+    'messages': {'nl': "Berichten", 'en': "Messages"},
+    'you': {'nl': "U", 'en': "You"},
+    'no_messages': {'nl': "Nog geen berichten.", 'en': "No messages yet."},
+    'write': {'nl': "Stuur een bericht", 'en': "Send a message"},
+    'about': {'nl': "Over", 'en': "About"},
+    'general': {'nl': "Algemeen", 'en': "General"},
+    'send': {'nl': "Versturen", 'en': "Send"},
+    'plan_title': {'nl': "Betalingsregeling aanvragen",
+        'en': "Request a payment plan"},
+    'plan_terms': {'nl': "Aantal maandelijkse termijnen",
+        'en': "Number of monthly terms"},
+    'plan_note': {'nl': "Toelichting", 'en': "Explanation"},
+    'plan_send': {'nl': "Regeling aanvragen", 'en': "Request plan"},
+    'plans': {'nl': "Uw betalingsregelingen", 'en': "Your payment plans"},
+    'term': {'nl': "Termijn", 'en': "Term"},
+    'email_title': {'nl': "E-mailadres wijzigen",
+        'en': "Change email address"},
+    'email_now': {'nl': "Huidig adres: %s", 'en': "Current address: %s"},
+    'email_send': {'nl': "Wijziging doorgeven", 'en': "Request change"},
+    'postcode_title': {'nl': "Controle", 'en': "Verification"},
+    'postcode_ask': {'nl': "Vul ter controle uw postcode in.",
+        'en': "Please enter your postcode to continue."},
+    'postcode': {'nl': "Postcode", 'en': "Postcode"},
+    'continue': {'nl': "Verder", 'en': "Continue"},
+    'postcode_wrong': {'nl': "Deze postcode klopt niet.",
+        'en': "This postcode is not correct."},
+    'gone': {'nl': "Deze link is ongeldig of verlopen. Neem contact op "
+        "met de afzender voor een nieuwe link.",
+        'en': "This link is invalid or has expired. Please ask the sender "
+        "for a new link."},
+    'slow': {'nl': "Te veel pogingen. Probeer het later opnieuw.",
+        'en': "Too many attempts. Please try again later."},
+    'paid_online': {'nl': "online betaald, wordt verwerkt",
+        'en': "paid online, being processed"},
+    'state_plan': {'nl': "in betalingsregeling", 'en': "in payment plan"},
+    'done_message': {'nl': "Uw bericht is verstuurd.",
+        'en': "Your message was sent."},
+    'done_plan': {'nl': "Uw verzoek om een betalingsregeling is "
+        "ontvangen. U hoort van ons.",
+        'en': "Your request for a payment plan was received. We will get "
+        "back to you."},
+    'done_email': {'nl': "Uw nieuwe e-mailadres is doorgegeven.",
+        'en': "Your new email address was passed on."},
+    'done_paid': {'nl': "Dank u, uw betaling is ontvangen.",
+        'en': "Thank you, your payment was received."},
+    'done_pending': {'nl': "Uw betaling wordt nog verwerkt.",
+        'en': "Your payment is being processed."},
+    'done_failed': {'nl': "De betaling is niet gelukt.",
+        'en': "The payment did not succeed."},
+    'error_items': {'nl': "Kies ten minste een factuur.",
+        'en': "Please choose at least one invoice."},
+    'error_amount': {'nl': "Dit bedrag is niet geldig.",
+        'en': "This amount is not valid."},
+    'error_email': {'nl': "Dit e-mailadres is niet geldig.",
+        'en': "This email address is not valid."},
+    'error_message': {'nl': "Schrijf een bericht (hoogstens 5000 tekens).",
+        'en': "Please write a message (at most 5000 characters)."},
+    'error_terms': {'nl': "Kies 2 tot 24 termijnen.",
+        'en': "Please choose 2 to 24 terms."},
+    'error_pay': {'nl': "Online betalen is nu niet mogelijk.",
+        'en': "Online payment is not available right now."},
+    'language': {'nl': "English", 'en': "Nederlands"},
+    }
+DONE = {'message', 'plan', 'email'}
+ERRORS = {'items', 'amount', 'email', 'message', 'terms', 'pay'}
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:0;padding:1rem;max-width:48rem;
+margin:auto;line-height:1.4;color:#222}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%}td,th{padding:.4rem;
+border-bottom:1px solid #ddd;text-align:left}td.n,th.n{text-align:right}
+.note{background:#eef6ee;padding:.6rem}.error{background:#fbeaea;
+padding:.6rem}.msg{border-left:3px solid #99b;padding:.3rem .6rem;
+margin:.5rem 0}.msg.in{border-color:#9b9}.meta{color:#666;font-size:.85rem}
+textarea,input[type=text],input[type=email],select{width:100%;
+box-sizing:border-box;padding:.5rem;font-size:1rem}
+button{padding:.6rem 1.2rem;font-size:1rem;margin-top:.5rem}
+@media (max-width:36rem){td.h,th.h{display:none}}
+"""
+
+
+def t(key, language):
+    return TEXTS[key].get(language) or TEXTS[key]['en']
+
+
+def html_page(title, body, language):
+    return Markup(
+        '<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, '
+        'initial-scale=1"><meta name="robots" content="noindex">'
+        '<title>{title}</title><style>{style}</style></head>'
+        '<body>{body}</body></html>').format(lang=language, title=title,
+        style=Markup(STYLE), body=body)
+
+
+def respond(body, status=200, cookies=()):
+    response = Response(str(body), status=status,
+        content_type='text/html; charset=utf-8')
+    secure_headers(response)
+    for name, value in cookies:
+        response.set_cookie(name, value, httponly=True, samesite='Strict',
+            secure=base_url().startswith('https'), path='/')
+    return response
+
+
+def secure_headers(response):
+    response.headers['Content-Security-Policy'] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+    response.headers['X-Content-Type-Options'] = 'nosniff'
+    response.headers['X-Frame-Options'] = 'DENY'
+    response.headers['Referrer-Policy'] = 'no-referrer'
+    response.headers['Cache-Control'] = 'no-store'
+    return response
+
+
+def client_key(request):
+    return request.remote_addr or 'unknown'
+
+
+def gone(request, language='nl', status=404):
+    body = html_page(t('title', language),
+        Markup('<h1>{}</h1><p>{}</p>').format(t('title', language),
+            t('gone', language)), language)
+    return respond(body, status=status)
+
+
+def too_many(language='nl'):
+    body = html_page(t('title', language), Markup('<p>{}</p>').format(
+            t('slow', language)), language)
+    response = respond(body, status=429)
+    response.headers['Retry-After'] = str(RateLimiter.limits()[1])
+    return response
+
+
+def language_of(request, link):
+    wanted = request.args.get('lang')
+    if wanted in ('nl', 'en'):
+        return wanted
+    return link.debtor.language if link.debtor.language in ('nl', 'en') \
+        else 'nl'
+
+
+def open_link(request, token):
+    "The link of the token, or an HTTP answer; counts failures."
+    key = client_key(request)
+    if limiter.blocked(key):
+        return None, too_many()
+    Link = Pool().get('payt.portal.link')
+    link = Link.find(token)
+    if link is None:
+        limiter.fail(key)
+        return None, gone(request)
+    return link, None
+
+
+class Portal:
+    "One request of a debtor on the portal page."
+
+    def __init__(self, request, link, language):
+        self.request = request
+        self.link = link
+        self.debtor = link.debtor
+        self.administration = link.administration
+        self.language = language
+        self.currency = self.administration.company.currency
+        self.csrf_cookie = request.cookies.get('payt_csrf')
+        self.new_cookies = []
+        if not self.csrf_cookie or not re.match(
+                r'^[A-Za-z0-9_-]{20,64}$', self.csrf_cookie):
+            self.csrf_cookie = secrets.token_urlsafe(24)
+            self.new_cookies.append(('payt_csrf', self.csrf_cookie))
+
+    def t(self, key):
+        return t(key, self.language)
+
+    def money(self, amount):
+        from .communication import format_money
+        return format_money(amount or 0, self.currency, self.language)
+
+    def date(self, value):
+        from .communication import format_date
+        return format_date(value, self.language)
+
+    def csrf_field(self):
+        return Markup('<input type="hidden" name="csrf" value="{}">').format(
+            self.link.sign('csrf', self.csrf_cookie))
+
+    def csrf_ok(self, form):
+        return self.link.check('csrf', self.request.cookies.get(
+                'payt_csrf', ''), form.get('csrf', ''))
+
+    def verified(self):
+        if not self.link.needs_postcode():
+            return True
+        return self.link.check('postcode', '', self.request.cookies.get(
+                'payt_pc_%s' % self.link.id, ''))
+
+    def action_url(self):
+        return self.request.path + ('?lang=%s' % self.language)
+
+    # -------------------------------------------------------- rendering
+    def postcode_page(self, error=False):
+        body = Markup('<h1>{}</h1><p>{}</p>').format(
+            self.t('postcode_title'), self.t('postcode_ask'))
+        if error:
+            body += Markup('<p class="error">{}</p>').format(
+                self.t('postcode_wrong'))
+        body += Markup(
+            '<form method="post" action="{action}">{csrf}'
+            '<input type="hidden" name="action" value="verify">'
+            '<label>{label}<input type="text" name="postcode" '
+            'autocomplete="postal-code" maxlength="12" required></label>'
+            '<button>{go}</button></form>').format(
+            action=self.action_url(), csrf=self.csrf_field(),
+            label=self.t('postcode'), go=self.t('continue'))
+        return respond(html_page(self.t('postcode_title'), body,
+                self.language), status=401 if error else 200,
+            cookies=self.new_cookies)
+
+    def page(self):
+        pool = Pool()
+        Item = pool.get('payt.item')
+        Message = pool.get('payt.message')
+        Plan = pool.get('payt.plan')
+        Online = pool.get('payt.online.payment')
+        debtor = self.debtor
+        args = self.request.args
+        items = Item.search([('debtor', '=', debtor.id),
+                ('state', '=', 'open')], order=[('due_date', 'ASC')])
+        planned = {i.id for p in Plan.search([('debtor', '=', debtor.id),
+                    ('state', '=', 'running')]) for i in p.items()}
+        pending = Online.pending_by_item(items)
+        lang_switch = 'en' if self.language == 'nl' else 'nl'
+        body = Markup(
+            '<p style="text-align:right"><a href="{href}">{label}</a></p>'
+            '<h1>{title}</h1><p>{hello}<br>{company}</p>').format(
+            href='?lang=' + lang_switch, label=self.t('language'),
+            title=self.t('title'), hello=self.t('hello') % debtor.name,
+            company=self.t('from') % self.administration.company.rec_name)
+        done = args.get('done')
+        if done in DONE:
+            body += Markup('<p class="note" id="done">{}</p>').format(
+                self.t('done_' + done))
+        error = args.get('error')
+        if error in ERRORS:
+            body += Markup('<p class="error" id="error">{}</p>').format(
+                self.t('error_' + error))
+        payment_id = args.get('payment', '')
+        if payment_id.isdigit():
+            payments = Online.search([('id', '=', int(payment_id)),
+                    ('debtor', '=', debtor.id)])
+            if payments:
+                status = payments[0].status
+                key = ('done_paid' if status == 'paid' else 'done_pending'
+                    if status == 'open' else 'done_failed')
+                body += Markup('<p class="note" id="payment">{}</p>').format(
+                    self.t(key))
+        body += self.items_table(items, planned, pending)
+        body += self.plans_section()
+        body += self.messages_section(items)
+        body += self.plan_form()
+        body += self.email_form()
+        # What the debtor saw is read.
+        unread = Message.search([('debtor', '=', debtor.id),
+                ('direction', '=', 'out'), ('seen', '=', False)])
+        if unread:
+            Message.write(unread, {'seen': True,
+                    'read_at': datetime.datetime.now()})
+        return respond(html_page(self.t('title'), body, self.language),
+            cookies=self.new_cookies)
+
+    def items_table(self, items, planned, pending):
+        if not items:
+            return Markup('<p>{}</p>').format(self.t('none_open'))
+        rows = Markup()
+        for item in items:
+            notes = []
+            if item.id in planned:
+                notes.append(self.t('state_plan'))
+            if pending.get(item.id):
+                notes.append('%s %s' % (self.money(pending[item.id]),
+                        self.t('paid_online')))
+            pdf = Markup()
+            if item.invoice_pdf:
+                pdf = Markup('<a href="{}/invoice/{}">{}</a>').format(
+                    self.request.path, item.id, self.t('pdf'))
+            rows += Markup(
+                '<tr><td><label><input type="checkbox" name="item" '
+                'value="{id}"{checked}> {number}</label>'
+                '<div class="meta">{description}{notes}</div></td>'
+                '<td class="h">{date}</td><td>{due}</td>'
+                '<td class="n h">{amount}</td><td class="n">{open}</td>'
+                '<td>{pdf}</td></tr>').format(
+                id=item.id, checked=Markup('') if item.id in planned
+                else Markup(' checked'),
+                number=item.number or item.external_id,
+                description=item.description or '',
+                notes=(' - ' + ', '.join(notes)) if notes else '',
+                date=self.date(item.invoice_date), due=self.date(
+                    item.due_date), amount=self.money(item.amount),
+                open=self.money(item.open_amount), pdf=pdf)
+        total = sum((i.open_amount for i in items), Decimal(0))
+        mandate = Markup()
+        if self.debtor.mollie_mandate_id:
+            mandate = Markup('<p id="mandate">{}</p>').format(
+                self.t('mandate_shown') % self.debtor.mollie_mandate_label)
+        else:
+            mandate = Markup(
+                '<p><label><input type="checkbox" name="mandate" value="1">'
+                ' {}</label></p>').format(self.t('mandate')
+                % self.administration.company.rec_name)
+        return Markup(
+            '<h2>{pay_title}</h2><form method="post" action="{action}">'
+            '{csrf}<input type="hidden" name="action" value="pay">'
+            '<table><tr><th>{invoice}</th><th class="h">{date}</th>'
+            '<th>{due}</th><th class="n h">{amount}</th><th class="n">{open}'
+            '</th><th></th></tr>{rows}<tr><th colspan="4" class="h"></th>'
+            '<th class="n">{total}</th><th></th></tr></table>'
+            '<p><label>{pay_amount}<input type="text" name="amount" '
+            'inputmode="decimal" maxlength="20"></label></p>{mandate}'
+            '<button name="pay" value="1">{pay}</button></form>').format(
+            pay_title=self.t('pay_title'), action=self.action_url(),
+            csrf=self.csrf_field(), invoice=self.t('invoice'),
+            date=self.t('date'), due=self.t('due'),
+            amount=self.t('amount'), open=self.t('open'), rows=rows,
+            total=self.money(total), pay_amount=self.t('pay_amount'),
+            mandate=mandate, pay=self.t('pay'))
+
+    def plans_section(self):
+        Plan = Pool().get('payt.plan')
+        plans = Plan.search([('debtor', '=', self.debtor.id),
+                ('state', '=', 'running')])
+        if not plans:
+            return Markup()
+        out = Markup('<h2>{}</h2>').format(self.t('plans'))
+        for plan in plans:
+            rows = Markup()
+            for term in sorted(plan.terms, key=lambda t: t.number or 0):
+                rows += Markup('<tr><td>{} {}</td><td>{}</td>'
+                    '<td class="n">{}</td><td>{}</td></tr>').format(
+                    self.t('term'), term.number, self.date(term.due_date),
+                    self.money(term.amount), term.state)
+            out += Markup('<table>{}</table>').format(rows)
+        return out
+
+    def messages_section(self, items):
+        Message = Pool().get('payt.message')
+        messages = Message.search([('debtor', '=', self.debtor.id)],
+            order=[('sent_at', 'ASC'), ('id', 'ASC')])
+        out = Markup('<h2 id="messages">{}</h2>').format(self.t('messages'))
+        if not messages:
+            out += Markup('<p>{}</p>').format(self.t('no_messages'))
+        for message in messages:
+            who = (self.t('you') if message.direction == 'in'
+                else (message.author or self.administration.company.rec_name))
+            about = ''
+            if message.item:
+                about = ' - %s %s' % (self.t('invoice'),
+                    message.item.number or message.item.external_id)
+            out += Markup('<div class="msg {cls}"><div class="meta">{who}, '
+                '{when}{about}</div><div style="white-space:pre-wrap">'
+                '{body}</div></div>').format(
+                cls=message.direction, who=who,
+                when=message.sent_at.strftime('%d-%m-%Y %H:%M')
+                if message.sent_at else '', about=about, body=message.body)
+        options = Markup('<option value="">{}</option>').format(
+            self.t('general'))
+        for item in items:
+            options += Markup('<option value="{}">{} {}</option>').format(
+                item.id, self.t('invoice'), item.number or item.external_id)
+        out += Markup(
+            '<h2>{write}</h2><form method="post" action="{action}">{csrf}'
+            '<input type="hidden" name="action" value="message">'
+            '<label>{about}<select name="item">{options}</select></label>'
+            '<textarea name="body" rows="5" maxlength="5000" required>'
+            '</textarea><button>{send}</button></form>').format(
+            write=self.t('write'), action=self.action_url(),
+            csrf=self.csrf_field(), about=self.t('about'), options=options,
+            send=self.t('send'))
+        return out
+
+    def plan_form(self):
+        options = Markup().join(
+            Markup('<option value="{0}">{0}</option>').format(n)
+            for n in range(2, 25))
+        return Markup(
+            '<h2>{title}</h2><form method="post" action="{action}">{csrf}'
+            '<input type="hidden" name="action" value="plan">'
+            '<label>{terms}<select name="terms">{options}</select></label>'
+            '<label>{note}<textarea name="note" rows="3" maxlength="2000">'
+            '</textarea></label><button>{send}</button></form>').format(
+            title=self.t('plan_title'), action=self.action_url(),
+            csrf=self.csrf_field(), terms=self.t('plan_terms'),
+            options=options, note=self.t('plan_note'),
+            send=self.t('plan_send'))
+
+    def email_form(self):
+        return Markup(
+            '<h2>{title}</h2><p>{now}</p><form method="post" '
+            'action="{action}">{csrf}<input type="hidden" name="action" '
+            'value="email"><input type="email" name="email" maxlength="254" '
+            'required><button>{send}</button></form>').format(
+            title=self.t('email_title'),
+            now=self.t('email_now') % (self.debtor.email or '-'),
+            action=self.action_url(), csrf=self.csrf_field(),
+            send=self.t('email_send'))
+
+    # ---------------------------------------------------------- actions
+    def back(self, **args):
+        args['lang'] = self.language
+        response = redirect(self.request.path + '?' + urllib.parse.urlencode(
+                args), code=303)
+        return secure_headers(response)
+
+    def own_items(self, ids):
+        "The open items among ids that are the debtor's; else None."
+        Item = Pool().get('payt.item')
+        try:
+            ids = {int(i) for i in ids if i}
+        except ValueError:
+            return None
+        if not ids:
+            return []
+        items = Item.search([('id', 'in', list(ids)),
+                ('debtor', '=', self.debtor.id), ('state', '=', 'open')])
+        if len(items) != len(ids):
+            return None
+        return items
+
+    def do_message(self, form):
+        Message = Pool().get('payt.message')
+        body = (form.get('body') or '').strip()
+        if not body or len(body) > 5000:
+            return self.back(error='message')
+        items = self.own_items([form.get('item')])
+        if items is None:
+            raise NotFound()
+        Message.create([{'company': self.link.company.id,
+                    'administration': self.administration.id,
+                    'debtor': self.debtor.id,
+                    'item': items[0].id if items else None,
+                    'direction': 'in', 'author': self.debtor.name,
+                    'body': body}])
+        return self.back(done='message')
+
+    def do_plan(self, form):
+        pool = Pool()
+        Plan = pool.get('payt.plan')
+        Item = pool.get('payt.item')
+        Attention = pool.get('payt.attention')
+        try:
+            terms = int(form.get('terms', ''))
+        except ValueError:
+            terms = 0
+        if not 2 <= terms <= 24:
+            return self.back(error='terms')
+        note = (form.get('note') or '').strip()[:2000]
+        items = Item.search([('debtor', '=', self.debtor.id),
+                ('state', '=', 'open'), ('open_amount', '>', 0)])
+        busy = {i.id for p in Plan.search([('debtor', '=', self.debtor.id),
+                    ('state', '=', 'running')]) for i in p.items()}
+        items = [i for i in items if i.id not in busy]
+        if not items:
+            return self.back(error='items')
+        today = pool.get('ir.date').today()
+        plan = Plan.create_for(self.debtor, items, [], terms,
+            today + datetime.timedelta(days=14), requested=True,
+            request_note=note)
+        Attention.raise_for(self.administration, 'plan_requested',
+            "%s asks for a payment plan in %s terms (plan %s)%s" % (
+                self.debtor.name, terms, plan.id,
+                (': ' + note) if note else ''), debtor=self.debtor)
+        return self.back(done='plan')
+
+    def do_email(self, form):
+        Attention = Pool().get('payt.attention')
+        email = (form.get('email') or '').strip()
+        if not EMAIL_RE.match(email):
+            return self.back(error='email')
+        Attention.raise_for(self.administration, 'details_changed',
+            "%s asks to change the email address from %s to %s" % (
+                self.debtor.name, self.debtor.email or '-', email),
+            debtor=self.debtor)
+        return self.back(done='email')
+
+    def do_pay(self, form):
+        Online = Pool().get('payt.online.payment')
+        items = self.own_items(form.getlist('item'))
+        if items is None:
+            raise NotFound()
+        if not items:
+            return self.back(error='items')
+        amount = None
+        text = (form.get('amount') or '').strip().replace(',', '.')
+        if text:
+            try:
+                amount = Decimal(text)
+            except InvalidOperation:
+                return self.back(error='amount')
+            total = sum((i.open_amount for i in items), Decimal(0))
+            if (not amount.is_finite() or amount <= 0 or amount > total
+                    or amount != self.currency.round(amount)):
+                return self.back(error='amount')
+        try:
+            payment = Online.start(self.debtor, items, amount=amount,
+                mandate=form.get('mandate') == '1',
+                portal_url=base_url() + self.request.path,
+                language=self.language)
+        except Online.Unavailable:
+            logger.warning("Online payment unavailable", exc_info=True)
+            return self.back(error='pay')
+        return secure_headers(redirect(payment.checkout_url, code=303))
+
+
+def _portal(request, pool, token, post):
+    link, answer = open_link(request, token)
+    if answer:
+        return answer
+    portal = Portal(request, link, language_of(request, link))
+    link.last_used = datetime.datetime.now()
+    link.uses = (link.uses or 0) + 1
+    link.save()
+    if not post:
+        if not portal.verified():
+            return portal.postcode_page()
+        return portal.page()
+    form = request.form
+    if not portal.csrf_ok(form):
+        raise Forbidden("Invalid or missing CSRF token")
+    action = form.get('action')
+    if action == 'verify':
+        given = normalise_postcode(form.get('postcode'))[:12]
+        expected = normalise_postcode(link.debtor.postal_code)
+        if not link.needs_postcode() or hmac.compare_digest(
+                given.encode(), expected.encode()):
+            response = portal.back()
+            response.set_cookie('payt_pc_%s' % link.id,
+                link.sign('postcode'), httponly=True, samesite='Strict',
+                secure=base_url().startswith('https'), path='/')
+            return response
+        limiter.fail(client_key(request))
+        link.postcode_failures = (link.postcode_failures or 0) + 1
+        if link.postcode_failures >= 10:
+            link.revoked = True
+            link.revoked_at = datetime.datetime.now()
+        link.save()
+        return portal.postcode_page(error=True)
+    if not portal.verified():
+        raise Forbidden("Postcode check required")
+    handler = {'message': portal.do_message, 'plan': portal.do_plan,
+        'email': portal.do_email, 'pay': portal.do_pay}.get(action)
+    if not handler:
+        raise BadRequest("Unknown action")
+    return handler(form)
+
+
+@app.route('/<database_name>/payt/portal/<token>', methods=['GET'])
+@with_pool
+@with_transaction(readonly=False)
+def portal_get(request, pool, token):
+    return _portal(request, pool, token, post=False)
+
+
+@app.route('/<database_name>/payt/portal/<token>', methods=['POST'])
+@set_max_request_size(MAX_REQUEST)
+@with_pool
+@with_transaction(readonly=False)
+def portal_post(request, pool, token):
+    return _portal(request, pool, token, post=True)
+
+
+@app.route('/<database_name>/payt/portal/<token>/invoice/<int:item_id>',
+    methods=['GET'])
+@with_pool
+@with_transaction(readonly=True)
+def portal_invoice(request, pool, token, item_id):
+    link, answer = open_link(request, token)
+    if answer:
+        return answer
+    portal = Portal(request, link, language_of(request, link))
+    if not portal.verified():
+        raise Forbidden("Postcode check required")
+    Item = pool.get('payt.item')
+    items = Item.search([('id', '=', item_id),
+            ('debtor', '=', link.debtor.id)])
+    if not items or not items[0].invoice_pdf:
+        raise NotFound()
+    item, = items
+    name = re.sub(r'[^A-Za-z0-9._-]', '_', item.invoice_pdf_name
+        or 'invoice-%s.pdf' % item.id)
+    response = Response(bytes(item.invoice_pdf),
+        content_type='application/pdf')
+    response.headers['Content-Disposition'] = 'inline; filename="%s"' % name
+    return secure_headers(response)
+
+
+# ------------------------------------------------------------------ demo
+
+PORTAL_LINE = {
+    'nl': "\n\nBekijk uw facturen, betaal online of stuur ons een bericht:"
+    "\n${portal_url}\n",
+    'en': "\n\nView your invoices, pay online or send us a message:"
+    "\n${portal_url}\n",
+    }
+
+def build_portal_demo(pool, administrations, progress=print):
+    """Demo: postcode check off, a Mollie test key (the simulator), an
+    invoice PDF, a message thread and a running plan on the first
+    administration; prints a portal link to try."""
+    Administration = pool.get('payt.administration')
+    Item = pool.get('payt.item')
+    Message = pool.get('payt.message')
+    Plan = pool.get('payt.plan')
+    Link = pool.get('payt.portal.link')
+    Template = pool.get('payt.flow.step.template')
+    administration = administrations[0]
+    Administration.write(list(administrations), {
+            'mollie_api_key': 'test_paytdemo000000000000000000000'})
+    # Every reminder carries the debtor's personal portal link.
+    templates = {t for a in administrations for s in a.flow.steps
+        for t in s.templates if '${portal_url}' not in t.body}
+    for template in templates:
+        template.body += PORTAL_LINE.get(template.language,
+            PORTAL_LINE['en'])
+    Template.save(list(templates))
+    items = Item.search([('administration', '=', administration.id),
+            ('state', '=', 'open'), ('open_amount', '>', 0)],
+        order=[('due_date', 'ASC')])
+    by_debtor = {}
+    for item in items:
+        if item.follow_up == 'active':
+            by_debtor.setdefault(item.debtor, []).append(item)
+    debtors = [d for d, i in by_debtor.items() if len(i) >= 2]
+    if not debtors:
+        return None
+    debtor = debtors[0]
+    first = by_debtor[debtor][0]
+    Item.write([first], {'invoice_pdf': _demo_pdf(first),
+            'invoice_pdf_name': 'factuur-%s.pdf' % (first.number or
+                first.external_id)})
+    Message.create([{'company': administration.company.id,
+                'administration': administration.id, 'debtor': debtor.id,
+                'item': first.id, 'direction': 'in',
+                'author': debtor.name,
+                'body': "Ik heb de factuur niet ontvangen, kunt u hem "
+                "opnieuw sturen?"}])
+    if len(debtors) > 1:
+        other = debtors[1]
+        plan = Plan.create_for(other, by_debtor[other], [], 3,
+            pool.get('ir.date').today() + datetime.timedelta(days=2))
+        Plan.start([plan])
+    _, token = Link.issue(debtor)
+    url = Link.url(token)
+    progress("Portal of %s: %s" % (debtor.name, url))
+    return url
+
+
+def _demo_pdf(item):
+    "A one-page invoice PDF for the demo, as an import would bring it."
+    import io
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    pdf.setFont('Helvetica-Bold', 16)
+    pdf.drawString(72, 770, item.company.rec_name)
+    pdf.setFont('Helvetica', 11)
+    lines = ["Factuur %s" % (item.number or item.external_id),
+        "Debiteur: %s" % item.debtor.name,
+        "Factuurdatum: %s" % item.invoice_date,
+        "Vervaldatum: %s" % item.due_date,
+        "Omschrijving: %s" % (item.description or ''),
+        "Bedrag: EUR %s" % item.amount]
+    for number, line in enumerate(lines):
+        pdf.drawString(72, 730 - 18 * number, line)
+    pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
