@@ -23,12 +23,12 @@ from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Bool, Eval
 from trytond.transaction import Transaction
 from trytond.wizard import (
-    Button, StateAction, StateTransition, StateView, Wizard)
+    StateAction, Wizard)
 
 from . import law
 from .bulk import invalidate_caches
 from .flow import DEBTOR_KINDS
-from .pause import FOLLOW_UP
+from .pause import FOLLOW_UP, PauseWizard
 
 # The steps a case escalates through, in order; 'new' and 'closed' are the
 # ends.  Letters are sent on the first three: the bailiff writes his own.
@@ -1295,27 +1295,13 @@ class CaseLetter(ModelSQL, ModelView):
 
 # --------------------------------------------------------------- wizards
 
-class CasePauseWizard(Wizard):
+class CasePauseWizard(PauseWizard):
     "Pause Collection Case"
     __name__ = 'payt.case.pause.wizard'
-    _kind = 'pause'
-    start = StateView('payt.pause.start',
-        'payt_dunning.pause_start_view_form', [
-            Button("Cancel", 'end', 'tryton-cancel'),
-            Button("OK", 'hold', 'tryton-ok', default=True),
-            ])
-    hold = StateTransition()
 
-    def default_start(self, fields):
-        return {'kind': self._kind}
-
-    def transition_hold(self):
+    def _records_to_hold(self):
         "A case is held through its items, like any other item."
-        Pause = Pool().get('payt.pause')
-        items = [i for case in self.records for i in case.items]
-        end_date = self.start.end_date if self._kind == 'pause' else None
-        Pause.hold(items, self._kind, self.start.reason, end_date)
-        return 'end'
+        return [i for case in self.records for i in case.items]
 
 
 class CaseStopWizard(CasePauseWizard):

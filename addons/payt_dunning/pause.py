@@ -283,8 +283,12 @@ class PauseWizard(Wizard):
         "The pause itself checks that its end date is not in the past."
         Pause = Pool().get('payt.pause')
         end_date = self.start.end_date if self._kind == 'pause' else None
-        Pause.hold(self.records, self._kind, self.start.reason, end_date)
+        Pause.hold(self._records_to_hold(), self._kind, self.start.reason,
+            end_date)
         return 'end'
+
+    def _records_to_hold(self):
+        return self.records
 
 
 class StopWizard(PauseWizard):
