@@ -15,6 +15,7 @@ from .pause import PausableMixin
 class Administration(PausableMixin, ModelSQL, ModelView):
     "Administration"
     __name__ = 'payt.administration'
+    __string__ = "Administration"
     company = fields.Many2One(
         'company.company', "Company", required=True, ondelete='CASCADE',
         help="Each administration is a company: users see only the "

@@ -24,6 +24,7 @@ REASONS = [
 class Attention(ModelSQL, ModelView):
     "Point of Attention"
     __name__ = 'payt.attention'
+    __string__ = "Point of Attention"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     administration = fields.Many2One(

@@ -78,6 +78,7 @@ def _case_date():
 class InterestRate(ModelSQL, ModelView):
     "Statutory Interest Rate"
     __name__ = 'payt.interest.rate'
+    __string__ = "Statutory Interest Rate"
     start_date = fields.Date("From", required=True)
     consumer_rate = fields.Numeric("Consumer Rate (%)", digits=(6, 4),
         required=True, help="Art. 6:119 BW (wettelijke rente).")
@@ -122,6 +123,7 @@ class InterestRate(ModelSQL, ModelView):
 class CaseConfiguration(ModelSQL, ModelView):
     "Collection Case Configuration"
     __name__ = 'payt.case.configuration'
+    __string__ = "Collection Case Configuration"
     administration = fields.Many2One('payt.administration',
         "Administration", required=True, ondelete='CASCADE')
     auto_open = fields.Boolean("Open Cases Automatically",
@@ -222,6 +224,7 @@ class CaseConfiguration(ModelSQL, ModelView):
 class CaseStep(ModelSQL, ModelView):
     "Collection Case Step"
     __name__ = 'payt.case.step'
+    __string__ = "Collection Case Step"
     configuration = fields.Many2One('payt.case.configuration',
         "Configuration", required=True, ondelete='CASCADE')
     state = fields.Selection(CASE_STEPS, "Step", required=True)
@@ -254,6 +257,7 @@ class CaseStep(ModelSQL, ModelView):
 class Case(Workflow, ModelSQL, ModelView):
     "Collection Case"
     __name__ = 'payt.case'
+    __string__ = "Collection Case"
     company = fields.Many2One('company.company', "Company", required=True,
         **_ro)
     administration = fields.Many2One('payt.administration',
@@ -969,6 +973,7 @@ class OpenItem(metaclass=PoolMeta):
 class CaseCost(ModelSQL, ModelView):
     "Collection Case Costs"
     __name__ = 'payt.case.cost'
+    __string__ = "Collection Case Costs"
     case = fields.Many2One('payt.case', "Case", required=True,
         ondelete='CASCADE', **_ro)
     date = fields.Date("Charged On", required=True, **_ro)
@@ -1027,6 +1032,7 @@ class CaseCost(ModelSQL, ModelView):
 class CaseInterest(ModelSQL, ModelView):
     "Collection Case Interest"
     __name__ = 'payt.case.interest'
+    __string__ = "Collection Case Interest"
     case = fields.Many2One('payt.case', "Case", required=True,
         ondelete='CASCADE', **_ro)
     item = fields.Many2One('payt.item', "Item", required=True,
@@ -1083,6 +1089,7 @@ class CaseInterest(ModelSQL, ModelView):
 class CasePayment(ModelSQL, ModelView):
     "Collection Case Payment"
     __name__ = 'payt.case.payment'
+    __string__ = "Collection Case Payment"
     case = fields.Many2One('payt.case', "Case", required=True,
         ondelete='CASCADE', states={'readonly': Eval('id', -1) >= 0})
     date = fields.Date("Date", required=True,
@@ -1156,6 +1163,7 @@ class CasePayment(ModelSQL, ModelView):
 class CaseLetter(ModelSQL, ModelView):
     "Collection Case Letter"
     __name__ = 'payt.case.letter'
+    __string__ = "Collection Case Letter"
     case = fields.Many2One('payt.case', "Case", required=True,
         ondelete='CASCADE', **_ro)
     step = fields.Selection(CASE_STEPS, "Step", required=True, **_ro)
@@ -1298,6 +1306,7 @@ class CaseLetter(ModelSQL, ModelView):
 class CasePauseWizard(PauseWizard):
     "Pause Collection Case"
     __name__ = 'payt.case.pause.wizard'
+    __string__ = "Pause Collection Case"
 
     def _records_to_hold(self):
         "A case is held through its items, like any other item."
@@ -1307,12 +1316,14 @@ class CasePauseWizard(PauseWizard):
 class CaseStopWizard(CasePauseWizard):
     "Stop Collection Case"
     __name__ = 'payt.case.stop.wizard'
+    __string__ = "Stop Collection Case"
     _kind = 'stop'
 
 
 class CaseOpen(Wizard):
     "Open Collection Case"
     __name__ = 'payt.case.open'
+    __string__ = "Open Collection Case"
     start = StateAction('payt_dunning.act_case')
 
     def do_start(self, action):

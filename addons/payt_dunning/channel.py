@@ -398,6 +398,7 @@ def merge_pdfs(pdfs):
 class OptOut(ModelSQL, ModelView):
     "Channel Opt-out"
     __name__ = 'payt.channel.optout'
+    __string__ = "Channel Opt-out"
     company = fields.Many2One(
         'company.company', "Company", required=True)
     address = fields.Char("Phone or Email", required=True,
@@ -501,6 +502,7 @@ class Administration(metaclass=PoolMeta):
 class LetterBatchStart(ModelView):
     "Download Letters"
     __name__ = 'payt.letter.batch.start'
+    __string__ = "Download Letters"
     administration = fields.Many2One(
         'payt.administration', "Administration", required=True)
     date = fields.Date("Run Date", required=True)
@@ -509,6 +511,7 @@ class LetterBatchStart(ModelView):
 class LetterBatchResult(ModelView):
     "Download Letters"
     __name__ = 'payt.letter.batch.result'
+    __string__ = "Download Letters"
     letters = fields.Integer("Letters", readonly=True)
     file = fields.Binary("PDF", filename='filename', readonly=True)
     filename = fields.Char("File Name", readonly=True)
@@ -517,6 +520,7 @@ class LetterBatchResult(ModelView):
 class LetterBatch(Wizard):
     "Download Letters"
     __name__ = 'payt.letter.batch'
+    __string__ = "Download Letters"
     start = StateView('payt.letter.batch.start',
         'payt_dunning.letter_batch_start_view_form', [
             Button("Cancel", 'end', 'tryton-cancel'),

@@ -92,6 +92,7 @@ def format_money(amount, currency, language):
 class Communication(ModelSQL, ModelView):
     "Communication"
     __name__ = 'payt.communication'
+    __string__ = "Communication"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     item = fields.Many2One('payt.item', "Open Item", required=True,

@@ -32,6 +32,7 @@ class _OpenItemFigures(ModelSQL, ModelView):
 class StepSummary(_OpenItemFigures):
     "Open Items per Step"
     __name__ = 'payt.dashboard.step'
+    __string__ = "Open Items per Step"
     step = fields.Many2One('payt.flow.step', "Step", readonly=True)
     lead_days = fields.Integer("Lead Time (days)", readonly=True)
 
@@ -66,6 +67,7 @@ class StepSummary(_OpenItemFigures):
 class Ageing(_OpenItemFigures):
     "Open Items by Age"
     __name__ = 'payt.dashboard.ageing'
+    __string__ = "Open Items by Age"
     bucket = fields.Selection(AGEING, "Age", readonly=True)
 
     @classmethod

@@ -16,6 +16,7 @@ _details = {'readonly': True}
 class Debtor(PausableMixin, ModelSQL, ModelView):
     "Debtor"
     __name__ = 'payt.debtor'
+    __string__ = "Debtor"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     administration = fields.Many2One(

@@ -57,6 +57,7 @@ def mail_debtor(debtor, subject, body):
 class Message(ModelSQL, ModelView):
     "Debtor Message"
     __name__ = 'payt.message'
+    __string__ = "Debtor Message"
     company = fields.Many2One('company.company', "Company", required=True,
         readonly=True)
     administration = fields.Many2One('payt.administration',

@@ -23,6 +23,7 @@ PERIOD = 90
 class Snapshot(ModelSQL, ModelView):
     "DSO Snapshot"
     __name__ = 'payt.dso.snapshot'
+    __string__ = "DSO Snapshot"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     administration = fields.Many2One(

@@ -32,6 +32,7 @@ PLACEHOLDERS = (
 class Flow(DeactivableMixin, ModelSQL, ModelView):
     "Dunning Flow"
     __name__ = 'payt.flow'
+    __string__ = "Dunning Flow"
     name = fields.Char("Name", required=True, translate=True)
     company = fields.Many2One(
         'company.company', "Company",
@@ -45,6 +46,7 @@ class Flow(DeactivableMixin, ModelSQL, ModelView):
 class Step(ModelSQL, ModelView):
     "Dunning Flow Step"
     __name__ = 'payt.flow.step'
+    __string__ = "Dunning Flow Step"
     flow = fields.Many2One(
         'payt.flow', "Flow", required=True, ondelete='CASCADE')
     name = fields.Char("Name", required=True, translate=True)
@@ -113,6 +115,7 @@ class Step(ModelSQL, ModelView):
 class StepTemplate(ModelSQL, ModelView):
     "Dunning Flow Step Template"
     __name__ = 'payt.flow.step.template'
+    __string__ = "Dunning Flow Step Template"
     step = fields.Many2One(
         'payt.flow.step', "Step", required=True, ondelete='CASCADE')
     language = fields.Selection(LANGUAGES, "Language", required=True)

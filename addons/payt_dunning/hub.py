@@ -72,6 +72,7 @@ def _set_secret(cls, records, name, value):
 class HubConfiguration(ModelSingleton, ModelSQL, ModelView):
     "Connector Hub Settings"
     __name__ = 'payt.hub.configuration'
+    __string__ = "Connector Hub Settings"
     imuis_partner_key = fields.Char("iMUIS Partner Key",
         help="The PartnerKey of this product, issued by MUIS / KING.")
     imuis_partner_key_masked = fields.Function(
@@ -135,6 +136,7 @@ class HubConfiguration(ModelSingleton, ModelSQL, ModelView):
 class HubLink(ModelSQL, ModelView):
     "Accounting Package Link"
     __name__ = 'payt.hub.link'
+    __string__ = "Accounting Package Link"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     administration = fields.Many2One(
@@ -553,6 +555,7 @@ class HubLink(ModelSQL, ModelView):
 class HubCursor(ModelSQL, ModelView):
     "Connector Hub Cursor"
     __name__ = 'payt.hub.cursor'
+    __string__ = "Connector Hub Cursor"
     link = fields.Many2One('payt.hub.link', "Link", required=True,
         ondelete='CASCADE')
     stream = fields.Char("Stream", required=True)

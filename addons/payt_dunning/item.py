@@ -16,6 +16,7 @@ _read = {'readonly': True}
 class OpenItem(PausableMixin, ModelSQL, ModelView):
     "Open Item"
     __name__ = 'payt.item'
+    __string__ = "Open Item"
     _rec_name = 'number'
     company = fields.Many2One(
         'company.company', "Company", required=True, **_read)
@@ -149,6 +150,7 @@ class OpenItem(PausableMixin, ModelSQL, ModelView):
 class Payment(ModelSQL, ModelView):
     "Payment"
     __name__ = 'payt.payment'
+    __string__ = "Payment"
     company = fields.Many2One(
         'company.company', "Company", required=True, **_read)
     administration = fields.Many2One(

@@ -70,6 +70,7 @@ def _value(money):
 class OnlinePayment(ModelSQL, ModelView):
     "Online Payment"
     __name__ = 'payt.online.payment'
+    __string__ = "Online Payment"
     company = fields.Many2One('company.company', "Company", required=True,
         **_ro)
     administration = fields.Many2One('payt.administration',
@@ -419,6 +420,7 @@ class OnlinePayment(ModelSQL, ModelView):
 class OnlinePaymentLine(ModelSQL, ModelView):
     "Online Payment Item"
     __name__ = 'payt.online.payment.line'
+    __string__ = "Online Payment Item"
     payment = fields.Many2One('payt.online.payment', "Online Payment",
         required=True, ondelete='CASCADE', **_ro)
     item = fields.Many2One('payt.item', "Open Item", required=True,

@@ -27,6 +27,7 @@ EVENT_OF = {'pause': 'paused', 'stop': 'stopped', 'resumed': 'resumed'}
 class Pause(ModelSQL, ModelView):
     "Follow-up Pause"
     __name__ = 'payt.pause'
+    __string__ = "Follow-up Pause"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     administration = fields.Many2One(
@@ -255,6 +256,7 @@ class PausableMixin:
 class PauseStart(ModelView):
     "Pause Follow-up"
     __name__ = 'payt.pause.start'
+    __string__ = "Pause Follow-up"
     reason = fields.Text("Reason", required=True)
     end_date = fields.Date("End Date",
         states={'invisible': Eval('kind') == 'stop'},
@@ -268,6 +270,7 @@ class PauseStart(ModelView):
 class PauseWizard(Wizard):
     "Pause Follow-up"
     __name__ = 'payt.pause.wizard'
+    __string__ = "Pause Follow-up"
     _kind = 'pause'
     start = StateView('payt.pause.start',
         'payt_dunning.pause_start_view_form', [
@@ -294,4 +297,5 @@ class PauseWizard(Wizard):
 class StopWizard(PauseWizard):
     "Stop Follow-up"
     __name__ = 'payt.stop.wizard'
+    __string__ = "Stop Follow-up"
     _kind = 'stop'

@@ -78,6 +78,7 @@ def monthly_dates(start, count):
 class Plan(Workflow, ModelSQL, ModelView):
     "Payment Plan"
     __name__ = 'payt.plan'
+    __string__ = "Payment Plan"
     company = fields.Many2One('company.company', "Company", required=True,
         readonly=True)
     administration = fields.Many2One('payt.administration',
@@ -494,6 +495,7 @@ class Plan(Workflow, ModelSQL, ModelView):
 class PlanLine(ModelSQL, ModelView):
     "Payment Plan Line"
     __name__ = 'payt.plan.line'
+    __string__ = "Payment Plan Line"
     plan = fields.Many2One('payt.plan', "Plan", required=True,
         ondelete='CASCADE')
     item = fields.Many2One('payt.item', "Open Item", ondelete='RESTRICT',
@@ -549,6 +551,7 @@ class PlanLine(ModelSQL, ModelView):
 class PlanTerm(ModelSQL, ModelView):
     "Payment Plan Term"
     __name__ = 'payt.plan.term'
+    __string__ = "Payment Plan Term"
     plan = fields.Many2One('payt.plan', "Plan", required=True,
         ondelete='CASCADE')
     number = fields.Integer("Term", readonly=True)
@@ -618,6 +621,7 @@ class Run(metaclass=PoolMeta):
 class PlanCreateStart(ModelView):
     "Create Payment Plan"
     __name__ = 'payt.plan.create.start'
+    __string__ = "Create Payment Plan"
     debtor = fields.Many2One('payt.debtor', "Debtor", readonly=True)
     number_of_terms = fields.Integer("Number of Terms", required=True,
         domain=[('number_of_terms', '>=', 1)])
@@ -630,6 +634,7 @@ class PlanCreateStart(ModelView):
 class PlanCreate(Wizard):
     "Create Payment Plan"
     __name__ = 'payt.plan.create'
+    __string__ = "Create Payment Plan"
     start = StateView('payt.plan.create.start',
         'payt_dunning.plan_create_start_view_form', [
             Button("Cancel", 'end', 'tryton-cancel'),

@@ -101,6 +101,7 @@ limiter = RateLimiter()
 class PortalLink(ModelSQL, ModelView):
     "Portal Link"
     __name__ = 'payt.portal.link'
+    __string__ = "Portal Link"
     company = fields.Many2One('company.company', "Company", required=True,
         readonly=True)
     administration = fields.Many2One('payt.administration',

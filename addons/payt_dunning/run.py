@@ -245,6 +245,7 @@ def _skipped_text(steps):
 class Run(ModelSQL, ModelView):
     "Daily Run"
     __name__ = 'payt.run'
+    __string__ = "Daily Run"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     administration = fields.Many2One(
@@ -319,6 +320,7 @@ class Cron(metaclass=PoolMeta):
 class RunStart(ModelView):
     "Run Dunning"
     __name__ = 'payt.run.start'
+    __string__ = "Run Dunning"
     date = fields.Date("Date", required=True)
     preview = fields.Text("Preview", readonly=True)
 
@@ -326,6 +328,7 @@ class RunStart(ModelView):
 class RunWizard(Wizard):
     "Run Dunning"
     __name__ = 'payt.run.wizard'
+    __string__ = "Run Dunning"
     start = StateView('payt.run.start',
         'payt_dunning.run_start_view_form', [
             Button("Close", 'end', 'tryton-cancel'),

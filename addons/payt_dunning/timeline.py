@@ -26,6 +26,7 @@ EVENT_KINDS = [
 class Event(ModelSQL, ModelView):
     "Timeline Event"
     __name__ = 'payt.event'
+    __string__ = "Timeline Event"
     company = fields.Many2One(
         'company.company', "Company", required=True, readonly=True)
     item = fields.Many2One(
