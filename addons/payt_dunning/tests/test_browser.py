@@ -20,6 +20,7 @@ import unittest
 import urllib.request
 
 from aiosmtpd.controller import Controller
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from trytond.pyson import PYSONDecoder
@@ -28,6 +29,7 @@ from .test_server import BIN, Database, free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 SHOTS = REPO / 'docs' / 'screenshots'
+LOGIN_TIMEOUT = 120_000
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
     '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -145,13 +147,24 @@ class BrowserTestCase(unittest.TestCase):
         self.login()
 
     def login(self):
+        "Log in as a person does; the first login of a busy machine is slow."
         page = self.page
         page.goto('%s/#%s' % (self.base, self.database.name))
-        page.fill('#login', USER)
-        page.click('.login-dialog button[type=submit]')
-        page.fill('input[type=password]', PASSWORD)
+        page.fill('#login', USER, timeout=LOGIN_TIMEOUT)
+        password = page.locator('input[type=password]')
+        # A click that lands before sao has bound its handler does nothing:
+        # click again until the password prompt shows.
+        for attempt in range(4):
+            page.click('.login-dialog button[type=submit]')
+            try:
+                password.wait_for(timeout=LOGIN_TIMEOUT // 4)
+                break
+            except PlaywrightTimeout:
+                continue
+        password.fill(PASSWORD)
         page.keyboard.press('Enter')
-        page.wait_for_selector('#user-preferences a', state='attached')
+        page.wait_for_selector('#user-preferences a', state='attached',
+            timeout=LOGIN_TIMEOUT)
 
     def administration(self):
         ids = self.search('payt.administration', [])
