@@ -61,15 +61,32 @@ def scrub(text, *secrets):
     return text
 
 
-def _set_secret(cls, records, name, value):
-    "Setter of a *_masked field: store what was typed in the secret field."
-    field = name[:-len('_masked')]
-    value = (value or '').strip() or None
-    with without_check_access():
-        cls.write(records, {field: value})
+class MaskedSecretsMixin:
+    """Secrets shown and typed through `<field>_masked` function fields:
+    written in full, read back masked."""
+    __slots__ = ()
+
+    @classmethod
+    def get_masked(cls, records, names):
+        result = {}
+        with without_check_access():
+            for name in names:
+                field = name[:-len('_masked')]
+                result[name] = {r.id: mask(getattr(r, field))
+                    for r in cls.browse(records)}
+        return result
+
+    @classmethod
+    def set_masked(cls, records, name, value):
+        "Store what was typed in the secret field itself."
+        field = name[:-len('_masked')]
+        value = (value or '').strip() or None
+        with without_check_access():
+            cls.write(records, {field: value})
 
 
-class HubConfiguration(ModelSingleton, ModelSQL, ModelView):
+class HubConfiguration(
+        MaskedSecretsMixin, ModelSingleton, ModelSQL, ModelView):
     "Connector Hub Settings"
     __name__ = 'payt.hub.configuration'
     __string__ = "Connector Hub Settings"
@@ -105,20 +122,6 @@ class HubConfiguration(ModelSingleton, ModelSQL, ModelView):
         return 3
 
     @classmethod
-    def get_masked(cls, records, names):
-        result = {}
-        with without_check_access():
-            for name in names:
-                field = name[:-len('_masked')]
-                result[name] = {r.id: mask(getattr(r, field))
-                    for r in cls.browse(records)}
-        return result
-
-    @classmethod
-    def set_masked(cls, records, name, value):
-        _set_secret(cls, records, name, value)
-
-    @classmethod
     def secrets(cls):
         "The installation's keys, for the adapters (never for display)."
         with without_check_access():
@@ -133,7 +136,7 @@ class HubConfiguration(ModelSingleton, ModelSQL, ModelView):
                 }
 
 
-class HubLink(ModelSQL, ModelView):
+class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
     "Accounting Package Link"
     __name__ = 'payt.hub.link'
     __string__ = "Accounting Package Link"
@@ -258,20 +261,6 @@ class HubLink(ModelSQL, ModelView):
     @classmethod
     def search_rec_name(cls, name, clause):
         return [('administration.rec_name',) + tuple(clause[1:])]
-
-    @classmethod
-    def get_masked(cls, links, names):
-        result = {}
-        with without_check_access():
-            for name in names:
-                field = name[:-len('_masked')]
-                result[name] = {l.id: mask(getattr(l, field))
-                    for l in cls.browse(links)}
-        return result
-
-    @classmethod
-    def set_masked(cls, links, name, value):
-        _set_secret(cls, links, name, value)
 
     # -- talking to the package (payt_hub) ---------------------------------
     def adapter_settings(self, secrets=None, **extra):
