@@ -8,6 +8,7 @@
     payt costs --principal 1234.56 [--consumer|--business]
         [--vat-surcharge 21 --vat-conditions-met] [--json]
     payt interest --principal X --from DATE --to DATE --kind consumer
+        [--payment DATE:AMOUNT ...] [--provisional] [--json]
 """
 import argparse
 import datetime
@@ -24,6 +25,15 @@ def _date(value):
     except ValueError:
         raise argparse.ArgumentTypeError(
             "%r is not a date: use YYYY-MM-DD" % value)
+
+
+def _payment(value):
+    "DATE:AMOUNT of `payt interest --payment`."
+    day, sep, amount = value.partition(':')
+    if not sep or not amount.strip():
+        raise argparse.ArgumentTypeError(
+            "%r is not a payment: use YYYY-MM-DD:AMOUNT" % value)
+    return _date(day.strip()), amount.strip()
 
 
 def _progress(message):
@@ -85,12 +95,25 @@ def parser():
         "that VAT, and this is stated explicitly")
     costs.add_argument('--json', action='store_true')
 
-    interest = commands.add_parser('interest', help="statutory interest")
+    interest = commands.add_parser('interest', help="statutory interest",
+        description="Statutory interest (art. 6:119/6:119a BW) from the "
+        "first day of default up to the day of payment, with yearly "
+        "capitalisation from the start of default.")
     interest.add_argument('--principal', required=True)
-    interest.add_argument('--from', dest='start', type=_date, required=True)
-    interest.add_argument('--to', dest='end', type=_date, required=True)
+    interest.add_argument('--from', dest='start', type=_date, required=True,
+        help="first day of default (counted): the day after the due date")
+    interest.add_argument('--to', dest='end', type=_date, required=True,
+        help="the day of payment (or of the calculation); this day is "
+        "not counted: interest runs up to the day before")
     interest.add_argument('--kind', choices=['consumer', 'commercial'],
         required=True)
+    interest.add_argument('--payment', dest='payments', action='append',
+        type=_payment, default=[], metavar='DATE:AMOUNT',
+        help="a payment on the claim (after costs), allocated to interest "
+        "then principal (art. 6:44 BW); repeatable")
+    interest.add_argument('--provisional', action='store_true',
+        help="allow a --to beyond the last published rate by carrying it "
+        "forward; the result is marked provisional")
     interest.add_argument('--json', action='store_true')
     return root
 
@@ -291,7 +314,8 @@ def cmd_costs(args):
 def cmd_interest(args):
     from . import law
     print(law.interest_report(args.principal, args.start, args.end,
-            args.kind, args.json))
+            args.kind, args.json, payments=args.payments,
+            provisional=args.provisional))
 
 
 COMMANDS = {

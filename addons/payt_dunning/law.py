@@ -19,7 +19,7 @@ import holidays
 __all__ = [
     'CostBracket', 'CostResult', 'VatConditions', 'collection_costs',
     'combined_principal', 'RateRow', 'InterestPeriod', 'Capitalisation',
-    'InterestResult', 'load_rates', 'statutory_interest', 'Allocation',
+    'PaymentApplied', 'InterestResult', 'load_rates', 'known_until', 'statutory_interest', 'Allocation',
     'allocate_payment', 'TermResult', 'fourteen_day_term', 'costs_report',
     'interest_report', 'TERM_WORDING_NL', 'TERM_WORDING_EN',
     ]
@@ -29,6 +29,9 @@ CURRENCY_DIGITS = {'EUR': 2}
 RATES_CSV = Path(__file__).resolve().parent / 'data' / 'interest_rates.csv'
 
 _HUNDRED = Decimal(100)
+# The largest amount a Numeric(16, 2) field stores; larger input is refused.
+MAX_MONEY = Decimal('99999999999999.99')
+MAX_RATE = _HUNDRED     # percent
 
 
 # ---------------------------------------------------------------- helpers
@@ -63,6 +66,11 @@ def _decimal(value, name):
 
 def _money(value, name, positive=False):
     value = _decimal(value, name)
+    if abs(value) > MAX_MONEY:
+        # Beyond what a Numeric(16, 2) field holds; from about 1e26 the
+        # rounding to cents would not even fit Decimal's precision.
+        raise ValueError(f'{name} is too large: at most {MAX_MONEY:,}, '
+            f'got {value:.6E}')
     if value < 0 or (positive and value == 0):
         kind = 'positive' if positive else 'zero or positive'
         raise ValueError(f'{name} must be {kind}, got {value}')
@@ -75,6 +83,9 @@ def _rate(value, name):
     value = _decimal(value, name)
     if value < 0:
         raise ValueError(f'{name} must not be negative, got {value}')
+    if value > MAX_RATE:
+        raise ValueError(f'{name} must be a percentage of at most '
+            f'{MAX_RATE}, got {value:.6E}')
     return value
 
 
@@ -346,8 +357,21 @@ class InterestPeriod(_Result):
 @dataclasses.dataclass(frozen=True)
 class Capitalisation(_Result):
     date: dt.date               # anniversary of the start of default
-    amount: Decimal             # that year's interest, rounded
+    amount: Decimal             # added to the base: the year's unpaid part
     new_base: Decimal
+    year_interest: Decimal      # the year's interest, rounded
+    paid: Decimal               # of which the debtor paid during the year
+
+
+@dataclasses.dataclass(frozen=True)
+class PaymentApplied(_Result):
+    """A payment on this claim, split interest - principal (art. 6:44 BW;
+    costs are the caller's: pass what is left for interest and principal)."""
+    date: dt.date
+    amount: Decimal
+    to_interest: Decimal
+    to_principal: Decimal
+    overpayment: Decimal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,11 +382,17 @@ class InterestResult(_Result):
     kind: str
     periods: tuple
     capitalisations: tuple
-    interest: Decimal           # total, rounded
-    total: Decimal              # principal + interest
+    interest: Decimal           # all interest accrued, rounded (paid or not)
+    total: Decimal              # still due: principal_due + interest_due
     day_count: str
     rule: str
     warnings: tuple
+    payments: tuple = ()
+    interest_paid: Decimal = Decimal('0.00')
+    interest_due: Decimal = Decimal('0.00')
+    principal_paid: Decimal = Decimal('0.00')
+    principal_due: Decimal = Decimal('0.00')
+    provisional_from: dt.date | None = None  # rates carried forward from
     currency: str = CURRENCY
 
 
@@ -422,6 +452,15 @@ def _rate_row(table, day):
     return found
 
 
+def known_until(table):
+    """First day without a published rate: rates are reset every 1 January
+    and 1 July (art. 6:120 lid 2 BW), so the last row holds for its half
+    year only."""
+    last = table[-1].start_date
+    return (dt.date(last.year, 7, 1) if last.month < 7
+        else dt.date(last.year + 1, 1, 1))
+
+
 def _anniversary(start, years):
     "Start of year `years` of default; a 29 February start runs to 1 March."
     try:
@@ -430,14 +469,15 @@ def _anniversary(start, years):
         return dt.date(start.year + years, 3, 1)
 
 
-def _next_boundary(day, end, table, anniversary):
+def _next_boundary(day, end, table, anniversary, events):
     "Next date where rate, year length or base may change."
     candidates = [end, anniversary, dt.date(day.year + 1, 1, 1)]
     candidates += [r.start_date for r in table if r.start_date > day]
+    candidates += events
     return min(c for c in candidates if c > day)
 
 
-def _period(day, stop, table, kind, base):
+def _period(day, stop, table, kind, base, unpublished):
     row = _rate_row(table, day)
     year_length = 366 if _is_leap(day.year) else 365
     days = (stop - day).days
@@ -445,38 +485,124 @@ def _period(day, stop, table, kind, base):
     with localcontext() as ctx:
         ctx.prec = 40   # keep the exact figure well beyond cents
         amount = base * rate / _HUNDRED * days / year_length
+    confidence = 'provisional' if day >= unpublished else row.confidence
     return InterestPeriod(day, stop, days, year_length, rate,
-        row.start_date, row.confidence, base, amount)
+        row.start_date, confidence, base, amount)
 
 
 def _is_leap(year):
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-def _accrue(principal, start, end, table, kind):
-    periods, capitalisations = [], []
-    base, year_interest, years, day = principal, Decimal(0), 1, start
+class _Claim:
+    """One claim in default.  The interest-bearing base is the principal
+    and the capitalised interest still unpaid; `running` is the exact
+    interest of the current year of default, `running_paid` what was paid
+    of it.  Only the unpaid part of a year's interest is capitalised."""
+
+    def __init__(self, principal):
+        self.principal_due = principal
+        self.capitalised_due = Decimal('0.00')
+        self.running = Decimal(0)
+        self.running_paid = Decimal('0.00')
+        self.closed_years = Decimal('0.00')   # rounded interest of past years
+
+    @property
+    def base(self):
+        return self.principal_due + self.capitalised_due
+
+    def interest(self):
+        return self.closed_years + _round(self.running)
+
+    def pay(self, day, amount):
+        "6:44 BW within the claim: running interest, capitalised, principal."
+        to_running = min(amount, _round(self.running) - self.running_paid)
+        self.running_paid += to_running
+        left = amount - to_running
+        to_capitalised = min(left, self.capitalised_due)
+        self.capitalised_due -= to_capitalised
+        left -= to_capitalised
+        to_principal = min(left, self.principal_due)
+        self.principal_due -= to_principal
+        return PaymentApplied(day, amount, to_running + to_capitalised,
+            to_principal, left - to_principal)
+
+    def capitalise(self, day):
+        "A full year of default has passed (6:119 lid 2, 6:119a lid 3 BW)."
+        year = _round(self.running)
+        added = year - self.running_paid
+        self.capitalised_due += added
+        self.closed_years += year
+        self.running, self.running_paid = Decimal(0), Decimal('0.00')
+        return Capitalisation(day, added, self.base, year, year - added)
+
+
+def _accrue(claim, start, end, table, kind, payments, unpublished):
+    periods, capitalisations, applied = [], [], []
+    pending = list(payments)
+    events = sorted({d for d, _ in pending} | {unpublished})
+    years, day = 1, start
     anniversary = _anniversary(start, 1)
-    while day < end:
-        stop = _next_boundary(day, end, table, anniversary)
-        period = _period(day, stop, table, kind, base)
+    while True:
+        while pending and pending[0][0] == day:
+            applied.append(claim.pay(day, pending.pop(0)[1]))
+        if day >= end:
+            break
+        stop = _next_boundary(day, end, table, anniversary, events)
+        period = _period(day, stop, table, kind, claim.base, unpublished)
         periods.append(period)
-        year_interest += period.amount
+        claim.running += period.amount
         if stop == anniversary:
-            # A full year of default has passed: its interest becomes
-            # principal (art. 6:119 lid 2 / 6:119a lid 3 BW).
-            capitalised = _round(year_interest)
-            base += capitalised
-            capitalisations.append(Capitalisation(stop, capitalised, base))
-            year_interest, years = Decimal(0), years + 1
+            # The year runs from the start of default whatever was paid
+            # in between (art. 6:119 lid 2 BW).
+            capitalisations.append(claim.capitalise(stop))
+            years += 1
             anniversary = _anniversary(start, years)
         day = stop
-    return tuple(periods), tuple(capitalisations), year_interest
+    return tuple(periods), tuple(capitalisations), tuple(applied)
 
 
-def statutory_interest(principal, start, end, kind='consumer', rates=None):
+def _payments(payments, start, end):
+    """(date, amount) pairs in date order; a payment before the default
+    counts on its first day, a payment after `end` is refused."""
+    result = []
+    for i, payment in enumerate(payments or ()):
+        try:
+            day, amount = payment
+        except (TypeError, ValueError):
+            raise ValueError(
+                f'payments[{i}] must be a (date, amount) pair') from None
+        day = _date(day, f'payments[{i}] date')
+        if day > end:
+            raise ValueError(f'payments[{i}]: paid on {day}, after the end '
+                f'of the computation ({end})')
+        result.append((max(day, start),
+                _money(amount, f'payments[{i}] amount', positive=True)))
+    return sorted(result, key=lambda p: p[0])
+
+
+def _check_published(table, end, provisional):
+    unpublished = known_until(table)
+    if end > unpublished and not provisional:
+        raise ValueError(
+            f'end: no published statutory rate from {unpublished} on (the '
+            f'rate table ends with the half year from '
+            f'{table[-1].start_date}); compute up to {unpublished} at the '
+            'latest, or add the published rate to the table; a projection '
+            'with the last known rate must be asked for explicitly '
+            '(provisional)')
+    return unpublished
+
+
+def statutory_interest(principal, start, end, kind='consumer', rates=None,
+        payments=(), provisional=False):
     """Statutory interest from `start` (first day of default, inclusive)
-    to `end` (payment/calculation day, exclusive)."""
+    to `end` (payment/calculation day, exclusive).
+
+    payments: (date, amount) paid on this claim (net of costs), each
+    allocated to interest then principal (art. 6:44 BW) on its day.
+    provisional: allow an `end` beyond the last published half year by
+    carrying the last rate forward; every such period is marked."""
     principal = _money(principal, 'principal')
     start, end = _date(start, 'start'), _date(end, 'end')
     if end < start:
@@ -485,17 +611,31 @@ def statutory_interest(principal, start, end, kind='consumer', rates=None):
         raise ValueError(
             f'kind must be one of {INTEREST_KINDS}, got {kind!r}')
     table = load_rates() if rates is None else _normalise_rates(rates)
-    periods, capitalisations, running = _accrue(
-        principal, start, end, table, kind)
-    interest = sum((c.amount for c in capitalisations), _round(running))
-    warnings = tuple(sorted({
-            f'rate from {p.rate_start} has confidence {p.confidence!r}'
-            for p in periods if p.confidence not in ('sourced', 'given')}))
+    unpublished = _check_published(table, end, provisional)
+    payments = _payments(payments, start, end)
+    claim = _Claim(principal)
+    periods, capitalisations, applied = _accrue(
+        claim, start, end, table, kind, payments, unpublished)
+    interest = claim.interest()
+    interest_paid = sum((p.to_interest for p in applied), Decimal('0.00'))
+    principal_paid = sum((p.to_principal for p in applied), Decimal('0.00'))
+    warnings = {f'rate from {p.rate_start} has confidence {p.confidence!r}'
+        for p in periods if p.confidence not in ('sourced', 'given',
+            'provisional')}
+    if end > unpublished:
+        warnings.add(f'no published rate from {unpublished}: the rate from '
+            f'{table[-1].start_date} is carried forward provisionally')
     return InterestResult(
         principal=principal, start=start, end=end, kind=kind,
         periods=periods, capitalisations=capitalisations,
-        interest=interest, total=principal + interest, day_count=DAY_COUNT,
-        rule=RULE_INTEREST[kind], warnings=warnings)
+        interest=interest, total=principal - principal_paid
+        + interest - interest_paid, day_count=DAY_COUNT,
+        rule=RULE_INTEREST[kind], warnings=tuple(sorted(warnings)),
+        payments=applied, interest_paid=interest_paid,
+        interest_due=interest - interest_paid,
+        principal_paid=principal_paid,
+        principal_due=principal - principal_paid,
+        provisional_from=unpublished if end > unpublished else None)
 
 
 # ------------------------------------------------------ payment allocation
@@ -671,9 +811,11 @@ def costs_report(principal, kind='consumer', vat_rate=None, as_json=False,
     return '\n'.join(lines)
 
 
-def interest_report(principal, start, end, kind='consumer', as_json=False):
+def interest_report(principal, start, end, kind='consumer', as_json=False,
+        payments=(), provisional=False):
     "Text or JSON report of statutory_interest for `payt interest`."
-    result = statutory_interest(principal, start, end, kind)
+    result = statutory_interest(principal, start, end, kind,
+        payments=payments, provisional=provisional)
     if as_json:
         return json.dumps(result.to_dict(), indent=2)
     rows = [('From', 'To', 'Days', 'Rate', 'Base', 'Amount')]
@@ -682,13 +824,24 @@ def interest_report(principal, start, end, kind='consumer', as_json=False):
             f'{p.rate}%', _fmt(p.base), f'{p.amount:,.4f}')
         for p in result.periods]
     lines = [f'Statutory interest ({kind}), principal {result.currency} '
-        f'{_fmt(result.principal)}, {result.start} up to {result.end}', '']
+        f'{_fmt(result.principal)}, {result.start} up to {result.end} '
+        '(not counted)', '']
     lines += _table(rows, 'llrrrr')
     lines.append('')
+    lines += [f'Paid on {p.date}: {_fmt(p.amount)} (interest '
+        f'{_fmt(p.to_interest)}, principal {_fmt(p.to_principal)}'
+        + (f', overpaid {_fmt(p.overpayment)}' if p.overpayment else '')
+        + ')' for p in result.payments]
     lines += [f'Capitalised on {c.date}: {_fmt(c.amount)}'
+        + (f' (year {_fmt(c.year_interest)} less paid {_fmt(c.paid)})'
+            if c.paid else '')
         for c in result.capitalisations]
-    lines += [f'Interest: {_fmt(result.interest)}',
-        f'Total: {result.currency} {_fmt(result.total)}',
+    lines += [f'Interest: {_fmt(result.interest)}']
+    if result.payments:
+        lines += [f'Interest paid: {_fmt(result.interest_paid)}',
+            f'Interest due: {_fmt(result.interest_due)}',
+            f'Principal due: {_fmt(result.principal_due)}']
+    lines += [f'Total due: {result.currency} {_fmt(result.total)}',
         f'Day count: {result.day_count}', f'Rule: {result.rule}']
     lines += [f'Warning: {w}' for w in result.warnings]
     return '\n'.join(lines)
