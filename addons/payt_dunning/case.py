@@ -13,6 +13,7 @@ import json
 from decimal import Decimal
 
 from sql import Null
+from sql.aggregate import Max
 
 from trytond.exceptions import UserError
 from trytond.i18n import gettext
@@ -486,8 +487,9 @@ class Case(Workflow, ModelSQL, ModelView):
                         description="Handed over by hand to collection "
                         "case #%s" % case.id))
             Item.save(debtor_items)
+            case = cls(case.id)
             case.principal = sum(
-                (i.case_principal for i in debtor_items), ZERO)
+                (i.case_principal or ZERO for i in case.items), ZERO)
             case.save()
             cases.append(case)
         Event.save(events)
@@ -501,13 +503,33 @@ class Case(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def _new_case(cls, debtor, date):
-        "The debtor's case still collecting items, else a new one."
-        found = cls.search([('debtor', '=', debtor.id),
-                ('state', '=', 'new')], limit=1)
+        "The debtor's case still taking in items, else a new one."
+        case = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*case.select(case.id,
+                where=(case.debtor == debtor.id) & cls._joinable(case),
+                order_by=[case.id.desc], limit=1))
+        found = cursor.fetchone()
         if found:
-            return found[0]
+            return cls(found[0])
         case, = cls.create([cls._case_values(debtor, date)])
         return case
+
+    @staticmethod
+    def _joinable(case):
+        """SQL condition on the case table: the case still takes in the
+        debtor's items that reach collection, because its first letter
+        (for a consumer: the 14-day letter, art. 6:96 lid 6 BW) has not
+        gone out and no costs were charged.  Later items open a new case
+        with a letter of its own (docs/LAW.md, one debtor, several
+        cases)."""
+        pool = Pool()
+        letter = pool.get('payt.case.letter').__table__()
+        cost = pool.get('payt.case.cost').__table__()
+        return ((case.state == 'new')
+            & ~case.id.in_(letter.select(letter.case))
+            & ~case.id.in_(cost.select(cost.case,
+                    where=cost.state == 'charged')))
 
     @staticmethod
     def _case_values(debtor, date):
@@ -521,7 +543,8 @@ class Case(Workflow, ModelSQL, ModelView):
     @classmethod
     def open_due(cls, administration, date):
         """Set-based: every followed item on a collection step without a
-        case joins its debtor's new case; returns the number of items."""
+        case joins its debtor's case that still takes in items (see
+        _joinable), else a new one; returns the number of items."""
         from .run import DailyRun
         Debtor = Pool().get('payt.debtor')
         steps = [s.id for s in (administration.flow.steps
@@ -538,16 +561,16 @@ class Case(Workflow, ModelSQL, ModelView):
         debtors = Debtor.browse([d for d, in cursor])
         if not debtors:
             return 0
-        existing = {c.debtor.id for c in cls.search([
-                    ('debtor', 'in', [d.id for d in debtors]),
-                    ('state', '=', 'new')])}
+        joinable = (case.administration == administration.id
+            ) & cls._joinable(case)
+        cursor.execute(*case.select(case.debtor, where=joinable))
+        existing = {d for d, in cursor}
         cls.create([cls._case_values(d, date) for d in debtors
                 if d.id not in existing])
         # No event of its own: reaching the collection step is already on
         # the timeline, and the case's letters add 'sent' events.
-        new_case = case.select(case.id, where=(case.debtor == item.debtor)
-            & (case.state == 'new')
-            & (case.administration == administration.id))
+        new_case = case.select(Max(case.id),
+            where=(case.debtor == item.debtor) & joinable)
         cursor.execute(*item.update([item.case, item.case_principal],
                 [new_case, item.open_amount], where=where))
         count = cursor.rowcount
@@ -877,36 +900,72 @@ class Case(Workflow, ModelSQL, ModelView):
     @classmethod
     @ModelView.button
     def compute_interest(cls, cases, date=None):
-        """Bring each item's open interest segment up to `date`
-        (exclusive).  A segment closes when a payment reduces its
-        principal; the next one starts on the payment day."""
+        """Bring each item's interest line up to `date` (exclusive): one
+        line per item, computed from its first day of default with the
+        payments on it, so the year of capitalisation keeps running from
+        the default (art. 6:119 lid 2 BW) and paid interest is never
+        capitalised."""
         pool = Pool()
         Interest = pool.get('payt.case.interest')
         Rate = pool.get('payt.interest.rate')
         date = date or _case_date()
         rates = Rate.table()
-        to_save = []
+        to_save, to_delete = [], []
         for case in cases:
             if case.state == 'closed':
                 continue
-            for item, principal in case.item_principals().items():
+            for item, payments in case.item_payments(date, rates).items():
                 lines = [l for l in case.interests if l.item == item]
-                current = [l for l in lines if not l.closed]
-                line = current[0] if current else None
-                if line is None:
-                    if principal <= 0:
-                        continue
-                    start = max([l.end for l in lines], default=(
-                            item.due_date + datetime.timedelta(days=1)))
-                    line = Interest(case=case, item=item, start=start,
-                        principal=principal, closed=False)
-                if date <= line.start:
+                # Lines of the former segmented model give way to one.
+                to_delete.extend(lines[1:])
+                line = lines[0] if lines else Interest(case=case, item=item,
+                    start=item.due_date + datetime.timedelta(days=1))
+                line.principal = item.case_principal or ZERO
+                if date <= line.start or not line.principal:
                     continue
-                result = law.statutory_interest(line.principal, line.start,
-                    date, case.interest_kind, rates=rates)
-                line.set_result(result)
+                line.set_result(case.item_interest(line.principal,
+                        line.start, date, payments, rates))
                 to_save.append(line)
+        Interest.delete(to_delete)
         Interest.save(to_save)
+
+    def item_interest(self, principal, start, end, payments, rates):
+        "law.statutory_interest for one item of this case."
+        return law.statutory_interest(principal, start, end,
+            self.interest_kind, rates=rates, payments=payments,
+            # A case runs to today even before the administrator enters
+            # the new half year's rate: its lines carry the warning.
+            provisional=True)
+
+    def item_payments(self, date, rates):
+        """The interest and principal parts of the case's payments up to
+        `date`, per item as (date, amount): interest to the oldest item
+        first, up to what it owed that day; principal to the oldest first
+        (art. 6:43 lid 2 BW).  Costs stay with the case."""
+        items = sorted(self.items, key=lambda i: (i.due_date, i.id))
+        split = {item: [] for item in items}
+        principal_left = {i: i.case_principal or ZERO for i in items}
+        for payment in sorted(self.payments, key=lambda p: (p.date, p.id)):
+            if payment.date > date:
+                continue
+            interest = payment.to_interest or ZERO
+            principal = payment.to_principal or ZERO
+            for item in items:
+                start = item.due_date + datetime.timedelta(days=1)
+                to_interest = ZERO
+                if interest > 0 and payment.date > start:
+                    owed = self.item_interest(
+                        item.case_principal or ZERO, start, payment.date,
+                        split[item], rates).interest_due
+                    to_interest = min(interest, owed)
+                    interest -= to_interest
+                to_principal = min(principal, principal_left[item])
+                principal -= to_principal
+                principal_left[item] -= to_principal
+                if to_interest or to_principal:
+                    split[item].append(
+                        (payment.date, to_interest + to_principal))
+        return split
 
     # ----------------------------------------------------- pause, stop
 
@@ -1048,7 +1107,7 @@ class CaseInterest(ModelSQL, ModelView):
     end = fields.Date("Up To (exclusive)", required=True, **_ro)
     amount = fields.Numeric("Interest", digits=(16, 2), required=True, **_ro)
     closed = fields.Boolean("Closed", **_ro,
-        help="A payment changed the principal; a new line continues.")
+        help="The item's principal is paid: no more interest accrues.")
     rule = fields.Text("Rule", required=True, **_ro)
     rates = fields.Text("Rates Used (JSON)", required=True, **_ro)
     warnings = fields.Text("Warnings", **_ro)
@@ -1066,6 +1125,7 @@ class CaseInterest(ModelSQL, ModelView):
 
     def set_result(self, result):
         self.kind = result.kind
+        self.closed = result.principal_due == 0
         self.end = result.end
         self.amount = self.case.round(result.interest)
         self.rule = result.rule
@@ -1083,7 +1143,10 @@ class CaseInterest(ModelSQL, ModelView):
             for p in data['periods']]
         rates = list({r[0]: r for r in rates}.values())
         return law.statutory_interest(data['principal'], data['start'],
-            data['end'], data['kind'], rates=rates)
+            data['end'], data['kind'], rates=rates,
+            payments=[(p['date'], p['amount'])
+                for p in data.get('payments', [])],
+            provisional=True)
 
 
 class CasePayment(ModelSQL, ModelView):
@@ -1124,10 +1187,9 @@ class CasePayment(ModelSQL, ModelView):
     @classmethod
     def create(cls, vlist):
         """Allocate each payment when it is registered (art. 6:44 BW):
-        interest is brought up to the payment day first."""
-        pool = Pool()
-        Case = pool.get('payt.case')
-        Interest = pool.get('payt.case.interest')
+        interest is brought up to the payment day first; the paid interest
+        is then kept out of the next capitalisation."""
+        Case = Pool().get('payt.case')
         records = []
         for values in vlist:
             values = values.copy()
@@ -1147,14 +1209,9 @@ class CasePayment(ModelSQL, ModelView):
                 values[name] = getattr(result, name)
             values['rule'] = result.rule
             values['inputs'] = _json(result.to_dict())
-            if result.to_principal:
-                # The principal changes: close the running interest
-                # segments; compute_interest opens new ones from here.
-                Interest.write([l for l in case.interests if not l.closed],
-                    {'closed': True})
             records.extend(super().create([values]))
-            if result.to_principal:
-                Case.compute_interest([Case(case.id)], values['date'])
+            # Each item's line now counts the payment from its day on.
+            Case.compute_interest([Case(case.id)], values['date'])
         return records
 
 

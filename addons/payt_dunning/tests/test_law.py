@@ -196,10 +196,42 @@ class RateTableTest(unittest.TestCase):
 
     def test_confidence_is_carried(self):
         table = {row.start_date: row for row in law.load_rates()}
-        self.assertEqual(table[dt.date(2016, 7, 1)].confidence, 'one source')
-        self.assertEqual(table[dt.date(2025, 7, 1)].confidence,
-            'one unofficial source')
+        self.assertEqual(table[dt.date(2016, 7, 1)].confidence, 'sourced')
+        # The consumer rate of 6 % from 2025-07-01 has one unofficial
+        # source; the decree's method (ECB 2.40 % on 30-04-2025 + 2.25 =
+        # 4.65, rounded to whole percents) gives 5 %.
+        self.assertEqual(table[dt.date(2025, 7, 1)].confidence, 'disputed')
+        self.assertIn('5 %', table[dt.date(2025, 7, 1)].source_note)
+        self.assertEqual(table[dt.date(2026, 1, 1)].confidence, 'unverified')
         self.assertIn('12 %', table[dt.date(2024, 1, 1)].source_note)
+
+    def test_every_row_names_its_source(self):
+        "Consumer: the decree (Stb./BWBR); commercial: the ECB rate + 8"
+        for row in law.load_rates():
+            with self.subTest(row=row.start_date):
+                self.assertRegex(row.source_note,
+                    r'Stb\.|BWBR|Besluit|AMvB|decree')
+                self.assertIn('ECB', row.source_note)
+
+    def test_commercial_rate_is_ecb_plus_eight(self):
+        "Art. 6:120 lid 2 BW: the ECB main refinancing rate + 8 points"
+        # ECB main refinancing rate in force on each reset day.
+        ecb = {'2015-01-01': '0.05', '2016-07-01': '0.00',
+            '2022-01-01': '0.00', '2022-07-01': '0.00',
+            '2023-01-01': '2.50', '2023-07-01': '4.00',
+            '2024-01-01': '4.50', '2024-07-01': '4.25',
+            '2025-01-01': '3.15', '2025-07-01': '2.15',
+            '2026-01-01': '2.15'}
+        table = {r.start_date.isoformat(): r for r in law.load_rates()}
+        self.assertEqual(set(table), set(ecb))
+        for day, rate in ecb.items():
+            self.assertEqual(table[day].commercial_rate, D(rate) + 8, day)
+
+    def test_unpublished_half_year_is_not_guessed(self):
+        "No row for 2026-07-01: the table is known up to 2026-06-30"
+        table = law.load_rates()
+        self.assertEqual(table[-1].start_date, dt.date(2026, 1, 1))
+        self.assertEqual(law.known_until(table), dt.date(2026, 7, 1))
 
     def test_administrator_file(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -286,27 +318,30 @@ class StatutoryInterestTest(unittest.TestCase):
     def test_low_confidence_rate_warns(self):
         result = law.statutory_interest(
             D('1000'), dt.date(2025, 8, 1), dt.date(2025, 9, 1))
-        self.assertTrue(any('unofficial' in w for w in result.warnings))
+        self.assertTrue(any('disputed' in w for w in result.warnings))
 
     def test_custom_rates(self):
-        rates = [(dt.date(2020, 1, 1), D('10'), D('20'))]
+        rates = [(dt.date(2020, 1, 1), D('10'), D('20')),
+            (dt.date(2021, 7, 1), D('10'), D('20'))]
         # 365 days of 2021 at 10%: 100.00
         result = law.statutory_interest(D('1000'), dt.date(2021, 1, 1),
             dt.date(2022, 1, 1), rates=rates)
         self.assertEqual(result.interest, D('100.00'))
 
-    @given(amounts, st.dates(dt.date(2015, 1, 1), dt.date(2027, 12, 31)),
+    @given(amounts, st.dates(dt.date(2015, 1, 1), dt.date(2026, 6, 30)),
         st.integers(0, 1500), st.integers(0, 400),
         st.sampled_from(['consumer', 'commercial']))
     @settings(max_examples=60, deadline=None)
     def test_grows_with_time(self, principal, start, days, more, kind):
-        end = start + dt.timedelta(days=days)
+        limit = law.known_until(law.load_rates())
+        end = min(start + dt.timedelta(days=days), limit)
         shorter = law.statutory_interest(principal, start, end, kind)
-        longer = law.statutory_interest(
-            principal, start, end + dt.timedelta(days=more), kind)
+        longer = law.statutory_interest(principal, start,
+            min(end + dt.timedelta(days=more), limit), kind)
         self.assertGreaterEqual(shorter.interest, 0)
         self.assertLessEqual(shorter.interest, longer.interest)
-        self.assertEqual(sum(p.days for p in shorter.periods), days)
+        self.assertEqual(sum(p.days for p in shorter.periods),
+            (end - start).days)
 
     def test_zero_length_period(self):
         day = dt.date(2024, 5, 1)
@@ -328,6 +363,178 @@ class StatutoryInterestTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, 'rates'):
             law.statutory_interest(D('10'), start, end,
                 rates=[(start, 2.0, D('8'))])
+
+
+class InterestAfterPaymentsTest(unittest.TestCase):
+    "Payments on a claim in default (art. 6:44, 6:119 lid 2, 6:119a lid 3)"
+
+    def test_paid_interest_is_not_capitalised(self):
+        # Issue 11: business, 10,000 in default from 2025-01-01, 183.29 of
+        # interest paid on 2025-05-01, computed up to 2026-03-01.
+        #   2025-01-01..04-30: 10000 x 11.15% x 120/365 =  366.575342
+        #   2025-05-01..06-30: 10000 x 11.15% x  61/365 =  186.342466
+        #   2025-07-01..12-31: 10000 x 10.15% x 184/365 =  511.671233
+        #   year 1 = 1,064.589041 -> 1,064.59; paid 183.29 of it, so
+        #   1,064.59 - 183.29 = 881.30 is capitalised on 2026-01-01
+        #   2026-01-01..02-28: 10881.30 x 10.15% x 59/365 = 178.527766
+        #   interest 1,064.59 + 178.53 = 1,243.12; still due 1,059.83
+        # (capitalising the whole year gave 11064.59 x ... = 181.54 and
+        # 1,246.13 / 1,062.84).
+        result = law.statutory_interest(D('10000'), dt.date(2025, 1, 1),
+            dt.date(2026, 3, 1), 'commercial',
+            payments=[(dt.date(2025, 5, 1), D('183.29'))])
+        cap, = result.capitalisations
+        self.assertEqual((cap.date, cap.year_interest, cap.paid, cap.amount,
+                cap.new_base), (dt.date(2026, 1, 1), D('1064.59'),
+                D('183.29'), D('881.30'), D('10881.30')))
+        self.assertEqual(result.interest, D('1243.12'))
+        self.assertEqual(result.interest_paid, D('183.29'))
+        self.assertEqual(result.interest_due, D('1059.83'))
+        self.assertEqual(result.principal_due, D('10000.00'))
+        self.assertEqual(result.total, D('11059.83'))
+
+    def test_principal_payment_keeps_the_year_of_default(self):
+        # Issue 11: the same case; on 2025-05-01 the debtor pays the
+        # 366.58 of interest then due and 1,000 of principal (1,366.58).
+        #   2025-01-01..04-30: 10000 x 11.15% x 120/365 = 366.575342
+        #   2025-05-01..06-30:  9000 x 11.15% x  61/365 = 167.708219
+        #   2025-07-01..12-31:  9000 x 10.15% x 184/365 = 460.504110
+        #   year 1 (from the default, not from the payment) = 994.787671
+        #   -> 994.79, of which 366.58 paid: 628.21 capitalised 2026-01-01
+        #   2026-01-01..02-28:  9628.21 x 10.15% x 59/365 = 157.968621
+        #   interest 994.79 + 157.97 = 1,152.76 (a year restarted on the
+        #   payment day gives 366.58 + 775.87 = 1,142.45)
+        result = law.statutory_interest(D('10000'), dt.date(2025, 1, 1),
+            dt.date(2026, 3, 1), 'commercial',
+            payments=[(dt.date(2025, 5, 1), D('1366.58'))])
+        paid, = result.payments
+        self.assertEqual((paid.to_interest, paid.to_principal),
+            (D('366.58'), D('1000.00')))
+        cap, = result.capitalisations
+        self.assertEqual((cap.date, cap.year_interest, cap.amount),
+            (dt.date(2026, 1, 1), D('994.79'), D('628.21')))
+        self.assertEqual(result.interest, D('1152.76'))
+        self.assertEqual(result.interest_due, D('786.18'))
+        self.assertEqual(result.principal_due, D('9000.00'))
+
+    def test_payment_of_capitalised_interest_lowers_the_base(self):
+        # Consumer, 1,000 from 2023-01-01: 50.08 capitalised on 2024-01-01
+        # (test_yearly_capitalisation).  30.00 paid on 2024-01-01 goes to
+        # that interest (6:44), so 2024 runs on 1,020.08:
+        #   1020.08 x 7% x 366/366 = 71.4056 -> 71.41; total 121.49
+        result = law.statutory_interest(D('1000'), dt.date(2023, 1, 1),
+            dt.date(2025, 1, 1), payments=[(dt.date(2024, 1, 1), D('30'))])
+        self.assertEqual([c.new_base for c in result.capitalisations],
+            [D('1050.08'), D('1091.49')])
+        self.assertEqual(result.periods[-1].base, D('1020.08'))
+        self.assertEqual(result.interest, D('121.49'))
+        self.assertEqual(result.interest_due, D('91.49'))
+
+    def test_full_payment_stops_interest(self):
+        # 1,000 consumer from 2024-01-01; on 2024-02-01 the debtor pays
+        # 1000 x 7% x 31/366 = 5.93 + 1,000 = 1,005.93 and 4.07 too much.
+        result = law.statutory_interest(D('1000'), dt.date(2024, 1, 1),
+            dt.date(2024, 12, 1), payments=[('2024-02-01', '1010.00')])
+        self.assertEqual(result.interest, D('5.93'))
+        self.assertEqual(result.payments[0].overpayment, D('4.07'))
+        self.assertEqual(result.total, D('0.00'))
+
+    def test_payment_after_the_end_refused(self):
+        with self.assertRaisesRegex(ValueError, 'after the end'):
+            law.statutory_interest(D('1000'), dt.date(2024, 1, 1),
+                dt.date(2024, 2, 1), payments=[('2024-03-01', '10')])
+
+    @given(st.integers(1, 100_000_00).map(lambda c: D(c).scaleb(-2)),
+        st.integers(1, 364), st.integers(0, 100))
+    @settings(max_examples=60, deadline=None)
+    def test_general_rule(self, principal, day, percent):
+        """Whatever is paid, the year runs from the default; paying
+        interest takes exactly that amount out of the capitalisation and
+        leaves the year's interest as it was."""
+        start, end = dt.date(2023, 1, 1), dt.date(2025, 6, 1)
+        paid_on = start + dt.timedelta(days=day)
+        unpaid = law.statutory_interest(principal, start, end)
+        owed = law.statutory_interest(principal, start, paid_on).interest
+        amount = (owed * percent / 100).quantize(CENT)
+        if not amount:
+            return
+        paid = law.statutory_interest(principal, start, end,
+            payments=[(paid_on, amount)])
+        self.assertEqual([c.date for c in paid.capitalisations],
+            [c.date for c in unpaid.capitalisations])
+        first, before = paid.capitalisations[0], unpaid.capitalisations[0]
+        self.assertEqual(first.year_interest, before.amount)
+        self.assertEqual(first.amount, before.amount - amount)
+        self.assertEqual(paid.interest_paid, amount)
+        self.assertLessEqual(paid.interest, unpaid.interest)
+
+
+class HostileInputTest(unittest.TestCase):
+    "`payt costs` / `payt interest` refuse nonsense with a message"
+
+    def _cli(self, *argv):
+        import contextlib
+        import io
+        from .. import cli
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(argv))
+            except SystemExit as exit:
+                code = exit.code
+        return code, out.getvalue(), err.getvalue()
+
+    def test_huge_principal(self):
+        for principal in ['1e400', '1e26', '100000000000000']:
+            with self.subTest(principal=principal):
+                code, out, err = self._cli('costs', '--principal', principal)
+                self.assertEqual(code, 2)
+                self.assertIn('principal is too large', err)
+                self.assertNotIn('Traceback', err)
+        code, out, _ = self._cli('costs', '--principal', '99999999999999.99')
+        self.assertEqual(code, 0)
+        self.assertIn('6,775.00', out)
+        code, _, err = self._cli('costs', '--principal', '1000',
+            '--vat-surcharge', '1e400', '--vat-conditions-met')
+        self.assertEqual((code, 'vat_rate' in err), (2, True))
+
+    def test_interest_beyond_the_last_published_rate(self):
+        code, out, err = self._cli('interest', '--principal', '1000',
+            '--from', '2025-01-01', '--to', '2099-01-01', '--kind',
+            'consumer')
+        self.assertEqual(code, 2)
+        self.assertIn('no published statutory rate from 2026-07-01', err)
+        code, _, err = self._cli('interest', '--principal', '1000',
+            '--from', '2025-01-01', '--to', '2099', '--kind', 'consumer')
+        self.assertEqual(code, 2)
+        self.assertIn('not a date', err)
+        # Up to the last day of the known half year is fine; asked for
+        # explicitly, a projection carries the warning.
+        code, out, _ = self._cli('interest', '--principal', '1000',
+            '--from', '2025-01-01', '--to', '2026-07-01', '--kind',
+            'consumer')
+        self.assertEqual(code, 0)
+        code, out, _ = self._cli('interest', '--principal', '1000',
+            '--from', '2025-01-01', '--to', '2026-08-01', '--kind',
+            'consumer', '--provisional', '--json')
+        data = json.loads(out)
+        self.assertEqual(data['provisional_from'], '2026-07-01')
+        self.assertEqual(data['periods'][-1]['confidence'], 'provisional')
+
+    def test_help_says_to_is_not_counted(self):
+        code, out, _ = self._cli('interest', '--help')
+        self.assertEqual(code, 0)
+        self.assertIn('day of payment', out)
+        self.assertIn('not counted', ' '.join(out.split()))
+
+    def test_payment_option(self):
+        # The first vector through the command line: 1,059.83 still due.
+        code, out, _ = self._cli('interest', '--principal', '10000',
+            '--from', '2025-01-01', '--to', '2026-03-01', '--kind',
+            'commercial', '--payment', '2025-05-01:183.29')
+        self.assertEqual(code, 0)
+        self.assertIn('Interest due: 1,059.83', out)
+        self.assertIn('Capitalised on 2026-01-01: 881.30', out)
 
 
 class AllocationTest(unittest.TestCase):
