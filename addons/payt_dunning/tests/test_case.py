@@ -1,11 +1,13 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Collection cases: hand-over, the 14-day letter, costs, interest,
 payments, exactly-once letters and the dossier."""
+import datetime
 import io
 import json
 import unittest
 import zipfile
 from decimal import Decimal
+from decimal import Decimal as D
 
 from trytond.exceptions import UserError
 from trytond.model.exceptions import ValidationError
@@ -199,16 +201,19 @@ class CaseTestCase(unittest.TestCase):
             Decimal('1500.00') - payment.to_principal)
         self.assertEqual(json.loads(payment.inputs)['rule'],
             law.RULE_ALLOCATION)
-        # The principal changed: the interest segment closed and a new one
-        # runs on what is left.
+        # The principal changed: the item's one line runs on from the
+        # default, on what is left from the payment day on.
         Case = Pool().get('payt.case')
         Case.compute_interest([case], TODAY + days(60))
         case = fresh(case)
-        self.assertEqual([bool(l.closed) for l in case.interests],
-            [True, False])
-        self.assertEqual(case.interests[1].principal,
-            case.remaining_principal)
-        self.assertEqual(case.interests[1].start, TODAY + days(30))
+        line, = case.interests
+        self.assertFalse(line.closed)
+        self.assertEqual(line.principal, Decimal('1500.00'))
+        self.assertEqual(line.start, TODAY - days(39))
+        after = [p['base'] for p in json.loads(line.inputs)['periods']
+            if p['start'] >= (TODAY + days(30)).isoformat()]
+        self.assertEqual(after[0], str(case.remaining_principal))
+        self.assertEqual(line.recompute().interest, line.amount)
         # Paying the rest closes the case as paid.
         CasePayment.create([{'case': case.id, 'date': TODAY + days(30),
                     'amount': case.remaining_total}])
@@ -348,3 +353,202 @@ class CaseTestCase(unittest.TestCase):
         self.assertEqual(result['actions'][0][1]['res_id'], [case.id])
         self.assertEqual(case.principal, Decimal('5000.00'))
         self.assertEqual(case.state, 'new')
+
+    # ------------------------------------------- issue 11: interest, joining
+
+    def _case_on(self, principal, due, kind='business', opened=None):
+        "One item of `principal` due on `due`, in a case opened by hand."
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Case = pool.get('payt.case')
+        Item = pool.get('payt.item')
+        administration = create_administration()
+        Administration.import_batch(administration.id, {
+                'debtors': [debtor('D1', kind)],
+                'items': [item('d-1', 'D1', due, principal)]})
+        items = Item.search([('external_id', '=', 'd-1')])
+        case, = Case.open_for_items(items, opened or due + days(10))
+        return case
+
+    @with_transaction()
+    def test_paid_interest_is_not_capitalised_again(self):
+        "Interest paid before the anniversary stays out of the new base"
+        # Issue 11, figures by hand in test_law.InterestAfterPaymentsTest:
+        # business, 10,000 due 2024-12-31, in default from 2025-01-01; no
+        # costs charged, so 183.29 paid on 2025-05-01 is all interest.
+        # Up to 2026-03-01: year 1 = 1,064.59, of which 1,064.59 - 183.29
+        # = 881.30 capitalised; 10881.30 x 10.15% x 59/365 = 178.53;
+        # interest 1,243.12, still due 1,059.83.
+        pool = Pool()
+        Case = pool.get('payt.case')
+        CasePayment = pool.get('payt.case.payment')
+        case = self._case_on('10000.00', datetime.date(2024, 12, 31))
+        payment, = CasePayment.create([{'case': case.id,
+                    'date': datetime.date(2025, 5, 1),
+                    'amount': Decimal('183.29')}])
+        self.assertEqual((payment.to_costs, payment.to_interest,
+                payment.to_principal), (0, Decimal('183.29'), 0))
+        Case.compute_interest([case], datetime.date(2026, 3, 1))
+        case = fresh(case)
+        line, = case.interests
+        self.assertEqual(line.amount, Decimal('1243.12'))
+        self.assertEqual(case.remaining_interest, Decimal('1059.83'))
+        self.assertEqual(case.remaining_total, Decimal('11059.83'))
+        self.assertEqual(json.loads(line.inputs)['capitalisations'][0][
+                'amount'], '881.30')
+
+    @with_transaction()
+    def test_part_payment_keeps_the_year_of_default(self):
+        "A principal payment does not restart the year of capitalisation"
+        # Issue 11: the same case with 366.58 of interest on 2025-05-01
+        # (10000 x 11.15% x 120/365) and 1,000 of principal paid that day.
+        # Year 1 from 2025-01-01: 366.575342 + 9000 x 11.15% x 61/365
+        # + 9000 x 10.15% x 184/365 = 994.79, less 366.58 paid = 628.21
+        # capitalised on 2026-01-01; 9628.21 x 10.15% x 59/365 = 157.97;
+        # interest 994.79 + 157.97 = 1,152.76 (was 1,142.45).
+        pool = Pool()
+        Case = pool.get('payt.case')
+        CasePayment = pool.get('payt.case.payment')
+        case = self._case_on('10000.00', datetime.date(2024, 12, 31))
+        payment, = CasePayment.create([{'case': case.id,
+                    'date': datetime.date(2025, 5, 1),
+                    'amount': Decimal('1366.58')}])
+        self.assertEqual((payment.to_interest, payment.to_principal),
+            (Decimal('366.58'), Decimal('1000.00')))
+        Case.compute_interest([case], datetime.date(2026, 3, 1))
+        case = fresh(case)
+        line, = case.interests
+        self.assertEqual(line.amount, Decimal('1152.76'))
+        self.assertEqual(line.start, datetime.date(2025, 1, 1))
+        self.assertEqual(case.remaining_interest, Decimal('786.18'))
+        self.assertEqual(case.remaining_principal, Decimal('9000.00'))
+        self.assertEqual(line.recompute().interest, line.amount)
+
+    @with_transaction()
+    def test_interest_command_agrees_with_the_case_lines(self):
+        "`payt interest` gives every interest line of the demo's cases"
+        from ..case import build_cases
+        pool = Pool()
+        Case = pool.get('payt.case')
+        CasePayment = pool.get('payt.case.payment')
+        administration = self._setup(items=[
+                item('b-1', 'B1', TODAY - days(70), '1500.00'),
+                item('b-2', 'B1', TODAY - days(71), '700.00'),
+                item('c-1', 'C1', TODAY - days(70), '2500.00'),
+                item('c-2', 'C1', TODAY - days(75), '2500.00'),
+                item('c-3', 'C2', TODAY - days(73), '300.00'),
+                item('d-1', 'D1', TODAY - days(72), '900.00'),
+                ], debtors=[debtor('B1'), debtor('C1', 'consumer'),
+                debtor('C2', 'consumer', language='en'),
+                debtor('D1', 'consumer')])
+        # The demo's cases: replayed run, a payment, a waiver, a
+        # write-off and a dossier; then payments of interest and of
+        # principal, and a year and more of interest.
+        run(administration, TODAY - days(20))
+        build_cases(pool, [administration], TODAY)
+        cases = Case.search([('state', '!=', 'closed')])
+        self.assertGreaterEqual(len(cases), 2)
+        for case in cases:
+            CasePayment.create([{'case': case.id, 'date': TODAY + days(20),
+                        'amount': fresh(case).remaining_costs
+                        + Decimal('10.00')}])
+            case = fresh(case)
+            CasePayment.create([{'case': case.id, 'date': TODAY + days(50),
+                        'amount': case.remaining_costs
+                        + case.remaining_interest + Decimal('400.00')}])
+        Case.compute_interest(Case.search([]), TODAY + days(500))
+        lines = [l for c in Case.search([]) for l in c.interests]
+        self.assertGreaterEqual(len(lines), 4)
+        computed = [json.loads(l.inputs) for l in lines]
+        # The set covers paid interest before an anniversary and paid
+        # principal, not only plain accrual.
+        self.assertTrue(any(c['paid'] != '0.00'
+                for d in computed for c in d['capitalisations']))
+        self.assertTrue(any(d['principal_paid'] != '0.00' for d in computed))
+        for case in Case.search([('state', '!=', 'closed')]):
+            per_item = sum((D(p['amount']) for l in case.interests
+                    for p in json.loads(l.inputs)['payments']), Decimal(0))
+            self.assertEqual(per_item, sum((p.to_interest + p.to_principal
+                        for p in case.payments), Decimal(0)))
+        for line in lines:
+            data = json.loads(line.inputs)
+            argv = ['interest', '--principal', str(line.principal),
+                '--from', line.start.isoformat(), '--to',
+                line.end.isoformat(), '--kind', line.kind, '--json']
+            argv += ['--payment=%s:%s' % (p['date'], p['amount'])
+                for p in data['payments']]
+            if data['provisional_from']:
+                argv.append('--provisional')
+            with self.subTest(line=line.id):
+                result = self._interest_command(argv)
+                self.assertEqual(D(result['interest']), line.amount)
+                self.assertEqual(result['capitalisations'],
+                    data['capitalisations'])
+                self.assertEqual(result['interest_due'], data['interest_due'])
+
+    def _interest_command(self, argv):
+        import contextlib
+        import io
+        from .. import cli
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(cli.main(argv), 0)
+        return json.loads(out.getvalue())
+
+    @with_transaction()
+    def test_consumer_invoices_join_until_the_14_day_letter(self):
+        "Later invoices of a consumer go into a new case, with own letter"
+        pool = Pool()
+        Case = pool.get('payt.case')
+        Item = pool.get('payt.item')
+        administration = self._setup(items=[
+                item('c-1', 'C1', TODAY - days(40), '2500.00'),
+                item('c-2', 'C1', TODAY - days(45), '2500.00'),
+                item('c-4', 'C1', TODAY - days(10), '400.00'),
+                ])
+        run(administration, TODAY)
+        first, = Case.search([])
+        self.assertEqual(len(first.items), 2)
+        self.assertTrue(first.letters[0].fourteen_day)
+        # c-4 reaches collection after the 14-day letter went out: its own
+        # case and its own 14-day letter; the first letter's principal and
+        # costs stay as stated (art. 6:96 lid 6 and 7 BW).
+        run(administration, TODAY + days(30))
+        second, = Case.search([('id', '!=', first.id)])
+        self.assertEqual([i.external_id for i in second.items], ['c-4'])
+        self.assertEqual(second.principal, Decimal('400.00'))
+        letter, = second.letters
+        self.assertTrue(letter.fourteen_day)
+        self.assertEqual(letter.costs_stated, Decimal('60.00'))
+        self.assertEqual(fresh(first).principal, Decimal('5000.00'))
+        # Before its letter, a case takes in the debtor's invoices: by
+        # hand, two hand-overs of C2 end in one case over both.
+        Administration = pool.get('payt.administration')
+        Administration.import_batch(administration.id, {'items': [
+                    item('c-5', 'C2', TODAY - days(5), '100.00'),
+                    item('c-6', 'C2', TODAY - days(3), '50.00')]})
+        c5, = Item.search([('external_id', '=', 'c-5')])
+        c6, = Item.search([('external_id', '=', 'c-6')])
+        case, = Case.open_for_items([c5], TODAY)
+        same, = Case.open_for_items([c6], TODAY)
+        self.assertEqual(same, case)
+        self.assertEqual(fresh(case).principal, Decimal('150.00'))
+
+    @with_transaction()
+    def test_business_invoices_join_until_letter_or_costs(self):
+        "A business case takes in invoices until its costs or first letter"
+        pool = Pool()
+        Case = pool.get('payt.case')
+        administration = self._setup(items=[
+                item('b-1', 'B1', TODAY - days(40), '1500.00'),
+                item('b-3', 'B1', TODAY - days(10), '500.00'),
+                ])
+        run(administration, TODAY)
+        first, = Case.search([])
+        self.assertTrue(first.costs)
+        run(administration, TODAY + days(30))
+        second, = Case.search([('id', '!=', first.id)])
+        self.assertEqual([i.external_id for i in second.items], ['b-3'])
+        # Its own costs: the EUR 40 minimum (15% of 500 = 75.00).
+        self.assertEqual(second.costs[0].total, Decimal('75.00'))
+        self.assertEqual(fresh(first).principal, Decimal('1500.00'))
