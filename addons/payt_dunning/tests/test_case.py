@@ -5,6 +5,7 @@ import datetime
 import io
 import json
 import unittest
+from contextlib import contextmanager
 import zipfile
 from decimal import Decimal
 from decimal import Decimal as D
@@ -397,6 +398,23 @@ class CaseTestCase(unittest.TestCase):
         self.assertEqual(json.loads(line.inputs)['capitalisations'][0][
                 'amount'], '881.30')
 
+    @contextmanager
+    def _as_anna(self, company):
+        "Act as the back office's Anna over RPC: access checked."
+        pool = Pool()
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        anna, = User.create([{'name': "Anna", 'login': 'anna',
+                    'companies': [('add', [company.id])],
+                    'company': company.id,
+                    'groups': [('add', [ModelData.get_id(
+                                    'payt_dunning', 'group_payt')])]}])
+        transaction = Transaction()
+        with transaction.set_user(anna.id):
+            context = User.get_preferences(context_only=True)
+            with transaction.set_context(context, _check_access=True):
+                yield
+
     @with_transaction()
     def test_part_payment_keeps_the_year_of_default(self):
         "A principal payment does not restart the year of capitalisation"
@@ -406,16 +424,20 @@ class CaseTestCase(unittest.TestCase):
         # + 9000 x 10.15% x 184/365 = 994.79, less 366.58 paid = 628.21
         # capitalised on 2026-01-01; 9628.21 x 10.15% x 59/365 = 157.97;
         # interest 994.79 + 157.97 = 1,152.76 (was 1,142.45).
+        # Anna of the back office registers the payment and computes.
         pool = Pool()
         Case = pool.get('payt.case')
         CasePayment = pool.get('payt.case.payment')
         case = self._case_on('10000.00', datetime.date(2024, 12, 31))
-        payment, = CasePayment.create([{'case': case.id,
-                    'date': datetime.date(2025, 5, 1),
-                    'amount': Decimal('1366.58')}])
-        self.assertEqual((payment.to_interest, payment.to_principal),
-            (Decimal('366.58'), Decimal('1000.00')))
-        Case.compute_interest([case], datetime.date(2026, 3, 1))
+        with self._as_anna(case.company):
+            payment, = CasePayment.create([{'case': case.id,
+                        'date': datetime.date(2025, 5, 1),
+                        'amount': Decimal('1366.58')}])
+            self.assertEqual((payment.to_interest, payment.to_principal),
+                (Decimal('366.58'), Decimal('1000.00')))
+            with Transaction().set_context(
+                    payt_case_date=datetime.date(2026, 3, 1)):
+                Case.compute_interest([Case(case.id)])
         case = fresh(case)
         line, = case.interests
         self.assertEqual(line.amount, Decimal('1152.76'))
