@@ -452,6 +452,10 @@ def _rate_row(table, day):
     return found
 
 
+# How far a provisional computation may carry the last rate forward.
+PROVISIONAL_YEARS = 2
+
+
 def known_until(table):
     """First day without a published rate: rates are reset every 1 January
     and 1 July (art. 6:120 lid 2 BW), so the last row holds for its half
@@ -591,6 +595,11 @@ def _check_published(table, end, provisional):
             'latest, or add the published rate to the table; a projection '
             'with the last known rate must be asked for explicitly '
             '(provisional)')
+    if end > _anniversary(unpublished, PROVISIONAL_YEARS):
+        raise ValueError(
+            f'end: {end} is more than {PROVISIONAL_YEARS} years after the '
+            f'last published statutory rate (up to {unpublished}); add the '
+            'published rates to the table first')
     return unpublished
 
 

@@ -571,6 +571,6 @@ class CaseTestCase(unittest.TestCase):
         run(administration, TODAY + days(30))
         second, = Case.search([('id', '!=', first.id)])
         self.assertEqual([i.external_id for i in second.items], ['b-3'])
-        # Its own costs: the EUR 40 minimum (15% of 500 = 75.00).
+        # Its own costs over its own principal: 15% of 500 = 75.00.
         self.assertEqual(second.costs[0].total, Decimal('75.00'))
         self.assertEqual(fresh(first).principal, Decimal('1500.00'))

@@ -520,6 +520,12 @@ class HostileInputTest(unittest.TestCase):
         data = json.loads(out)
         self.assertEqual(data['provisional_from'], '2026-07-01')
         self.assertEqual(data['periods'][-1]['confidence'], 'provisional')
+        # Not for ever: centuries of compounding would only overflow.
+        code, _, err = self._cli('interest', '--principal', '1000',
+            '--from', '2025-01-01', '--to', '9999-12-31', '--kind',
+            'commercial', '--provisional')
+        self.assertEqual(code, 2)
+        self.assertIn('more than 2 years after', err)
 
     def test_help_says_to_is_not_counted(self):
         code, out, _ = self._cli('interest', '--help')
