@@ -59,10 +59,12 @@ class CaseTestCase(unittest.TestCase):
     def test_rate_table_is_the_csv(self):
         "The interest rate records are the legal doc's table"
         Rate = Pool().get('payt.interest.rate')
+        # With its source: `payt interest` (the CSV) and the cases (the
+        # records) compute with the same rows.
         stored = [(r.start_date, r.consumer_rate, r.commercial_rate,
-                r.confidence) for r in Rate.table()]
+                r.confidence, r.source_note) for r in Rate.table()]
         expected = [(r.start_date, r.consumer_rate, r.commercial_rate,
-                r.confidence) for r in law.load_rates()]
+                r.confidence, r.source_note) for r in law.load_rates()]
         self.assertEqual(stored, expected)
         with self.assertRaises(ValidationError):
             Rate.create([{'start_date': TODAY, 'consumer_rate': -1,
