@@ -206,8 +206,14 @@ class OnlinePayment(ModelSQL, ModelView):
         cls.lock([payment])
         payment = cls(payment.id)
         client = mollie_client(payment.administration)
+        from mollie.api.error import NotFoundError
         try:
             mollie = client.payments.get(mollie_id)
+        except NotFoundError:
+            # Not a payment of this administration's Mollie account.
+            logger.warning("Mollie payment %s not found with the key of %s",
+                mollie_id, payment.administration.rec_name)
+            return False
         except Exception as error:
             logger.warning("Mollie payment %s not fetched: %s",
                 mollie_id, error)
