@@ -608,8 +608,13 @@ class LetterBatch(Wizard):
 
 def _register_route():
     from trytond.protocols.wrappers import (
-        abort, with_pool, with_transaction)
+        Response, abort, with_pool, with_transaction)
     from trytond.wsgi import app
+
+    def answer(**counts):
+        # A Response of its own: trytond would JSON-encode a str again
+        # for a JSON request.
+        return Response(json.dumps(counts), content_type='application/json')
 
     @app.route('/<database_name>/payt/callback/<provider>',
         methods=['GET', 'POST'])
@@ -625,14 +630,14 @@ def _register_route():
             if not secret_matches(query.get('token'), 'bounce_secret'):
                 abort(403)
             found = Communication.process_bounce(body)
-            return json.dumps({'communications': len(found)})
+            return answer(communications=len(found))
         if provider == 'cm-inbound':
             if not CMProvider().verify(body, request.headers, query):
                 abort(403)
             sender, text = CMProvider().parse_inbound(body, query)
             created = pool.get('payt.channel.optout').record_reply(
                 sender, text)
-            return json.dumps({'optouts': len(created)})
+            return answer(optouts=len(created))
         if provider not in PROVIDERS:
             abort(404)
         handler = PROVIDERS[provider]()
@@ -644,7 +649,7 @@ def _register_route():
         except ValueError:
             abort(400)
         updated = Communication.apply_reports(provider, reports)
-        return json.dumps({'updated': len(updated)})
+        return answer(updated=len(updated))
     return payt_callback
 
 
