@@ -162,6 +162,24 @@ class Communication(ModelSQL, ModelView):
                 })
         cls._order = [('run_date', 'DESC'), ('id', 'DESC')]
 
+    @classmethod
+    def __register__(cls, module_name):
+        super().__register__(module_name)
+        cls._redact_stored_tokens()
+
+    @classmethod
+    def _redact_stored_tokens(cls):
+        "Bodies stored before links were rendered at send time held tokens."
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.select(table.id, table.body,
+                where=table.body.like('%/payt/portal/%')))
+        for id_, body in cursor.fetchall():
+            redacted = without_portal_tokens(body)
+            if redacted != body:
+                cursor.execute(*table.update([table.body], [redacted],
+                        where=table.id == id_))
+
     @staticmethod
     def default_state():
         return 'pending'

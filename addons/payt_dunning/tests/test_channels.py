@@ -27,6 +27,7 @@ from payt_hub.simulators.cm import PRODUCT_TOKEN, CMSimulator
 from payt_hub.simulators.printmail import (
     API_KEY, WEBHOOK_SECRET, PrintMailSimulator, sign)
 
+from ..bulk import invalidate_caches
 from ..channel import (
     SECTION, CMProvider, PhoneError, PrintMailProvider, normalise_phone)
 from .tools import TODAY, create_administration, days, debtor, item
@@ -506,6 +507,25 @@ class ChannelTestCase(unittest.TestCase):
             self.assertRegex(key, r'^[A-Za-z0-9_-]{24}$')
         communication = Communication(idempotency_key='kept')
         self.assertEqual(communication.get_idempotency_key(), 'kept')
+
+
+    @with_transaction()
+    def test_tokens_in_bodies_stored_earlier_are_redacted(self):
+        "Updating the module removes portal tokens from stored bodies"
+        Communication = Pool().get('payt.communication')
+        administration = self._administration(['sms'],
+            [debtor('OLD', phone='0612345673')],
+            [item('A', 'OLD', TODAY - days(7))], name="Oud BV")
+        communication, = self._communications(administration, 'sms')
+        token = 'T' * 43
+        Communication.write([communication], {'body': 'Zie '
+                'http://x/db/payt/portal/%s en betaal.' % token})
+        Communication._redact_stored_tokens()
+        invalidate_caches()
+        body = Communication(communication.id).body
+        self.assertNotIn(token, body)
+        self.assertEqual(body,
+            'Zie http://x/db/payt/portal/[personal-link] en betaal.')
 
 
 class config_set:
