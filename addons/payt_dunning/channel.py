@@ -14,12 +14,25 @@ Providers
   header, so a resent letter is answered with the original instead of
   being printed twice.
 
+Callbacks refuse by default: each provider's report is verified by that
+provider's own scheme with a secret set at installation, and refused
+(403) while the secret is unset (docs/SECURITY.md):
+- cm, cm-inbound: CM signs nothing; the status report URL configured at CM
+  (and the callback-url of each call) carries `cm_callback_secret` as
+  `token`, compared in constant time.
+- printmail: `X-Signature` is the hex HMAC-SHA256, keyed with
+  `printmail_secret`, of `<X-Signature-Timestamp>.<body>`; a timestamp
+  more than `callback_tolerance` seconds (300) off is refused (replay).
+- bounce: our own mail server's pipe carries `bounce_secret` as `token`.
+A verified report only settles communications of that provider's channels
+that were handed to it (PROVIDER_CHANNELS, Communication.apply_reports).
+
 Settings, section [payt_channels] of trytond.conf (or
-TRYTOND_PAYT_CHANNELS__<NAME>):
+TRYTOND_PAYT_CHANNELS__<NAME>); the secrets live only there:
     cm_url, cm_voice_url, cm_token, sms_sender, call_caller,
     printmail_url, printmail_key, printmail_secret,
     callback_url (our public base, e.g. https://erp.example/DB/payt/callback),
-    callback_token, key_prefix (default: the database name),
+    cm_callback_secret, bounce_secret, callback_tolerance (default 300),
     reconcile_seconds (default 600)
 """
 import base64
@@ -42,12 +55,25 @@ from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
+from . import logsafe
+
 logger = logging.getLogger(__name__)
 SECTION = 'payt_channels'
+# Callback secrets and portal tokens stay out of the request and RPC logs.
+logsafe.install()
 
 
 def setting(name, default=None):
     return config.get(SECTION, name, default=default)
+
+
+def secret_matches(given, name):
+    """Whether `given` is the shared secret of setting `name`; never when
+    the secret is unset (no anonymous acceptance)."""
+    expected = setting(name)
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 # ------------------------------------------------------------ phone numbers
@@ -146,6 +172,10 @@ class Provider:
     def send(self, message):
         raise NotImplementedError
 
+    def verify(self, body, headers, query):
+        "Whether the callback comes from this provider (its own scheme)."
+        raise NotImplementedError
+
     def parse_callback(self, body, headers, query):
         raise NotImplementedError
 
@@ -172,15 +202,18 @@ class Provider:
                 retry=True, ambiguous=not refused)
 
 
-def callback_url(provider, key=None):
+def callback_url(provider, key=None, secret=None):
+    "Our callback route for a provider; `secret`: the setting to carry."
     base = setting('callback_url')
     if not base:
         return None
-    query = {'token': setting('callback_token', '')}
+    query = {}
+    if secret:
+        query['token'] = setting(secret, '')
     if key:
         query['key'] = key
-    return '%s/%s?%s' % (base.rstrip('/'), provider,
-        urllib.parse.urlencode(query))
+    url = '%s/%s' % (base.rstrip('/'), provider)
+    return '%s?%s' % (url, urllib.parse.urlencode(query)) if query else url
 
 
 # CM status codes of a delivery report (statuscode / status.code).
@@ -249,7 +282,8 @@ class CMProvider(Provider):
                 'gender': 'Female', 'number': 1},
             'max-replays': 2,
             'auto-replay': False,
-            'callback-url': callback_url('cm', message.key),
+            'callback-url': callback_url('cm', message.key,
+                secret='cm_callback_secret'),
             }
         status, body = self._post(self.voice_url + '/voiceapi/v2/Notification',
             payload, headers={'X-CM-PRODUCTTOKEN': self.token})
@@ -260,6 +294,10 @@ class CMProvider(Provider):
                     body.get('message') or body.get('details') or status))
         return Receipt(provider_id=body.get('call-id') or message.key,
             state='queued')
+
+    def verify(self, body, headers, query):
+        "CM signs nothing: the URL configured at CM carries our secret."
+        return secret_matches(query.get('token'), 'cm_callback_secret')
 
     def parse_callback(self, body, headers, query):
         reports = []
@@ -320,7 +358,9 @@ PRINTMAIL_STATUS = {'accepted': 'queued', 'queued': 'queued',
 class PrintMailProvider(Provider):
     """A print-and-mail service: POST /v1/letters with the PDF and the
     address, an Idempotency-Key header; status events are signed webhooks
-    (X-Signature: HMAC-SHA256 of the body)."""
+    (X-Signature: HMAC-SHA256 of `<X-Signature-Timestamp>.<body>`, the
+    scheme of Lob's public clients, so a captured event cannot be replayed
+    later)."""
     name = 'printmail'
     idempotent = True
 
@@ -349,17 +389,24 @@ class PrintMailProvider(Provider):
         return Receipt(provider_id=body['id'],
             state=PRINTMAIL_STATUS.get(body.get('status'), 'queued'))
 
-    def verify(self, body, headers):
-        if not self.secret:
-            return True
-        expected = hmac.new(self.secret.encode(), body or b'',
-            hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected,
-            headers.get('X-Signature', '') or '')
+    @staticmethod
+    def signature(secret, timestamp, body):
+        return hmac.new(secret.encode(), str(timestamp).encode() + b'.'
+            + (body or b''), hashlib.sha256).hexdigest()
+
+    def verify(self, body, headers, query=None):
+        "Refused without a secret, a fresh timestamp and its signature."
+        timestamp = headers.get('X-Signature-Timestamp') or ''
+        given = headers.get('X-Signature') or ''
+        if not (self.secret and timestamp.isdigit() and given):
+            return False
+        tolerance = float(setting('callback_tolerance', 300))
+        if abs(time.time() - int(timestamp)) > tolerance:
+            return False
+        return hmac.compare_digest(given.encode(),
+            self.signature(self.secret, timestamp, body).encode())
 
     def parse_callback(self, body, headers, query):
-        if not self.verify(body, headers):
-            raise ProviderError("bad signature")
         data = json.loads(body or b'{}')
         events = data.get('events') or [data]
         reports = []
@@ -376,6 +423,10 @@ class PrintMailProvider(Provider):
 PROVIDERS = {'cm': CMProvider, 'printmail': PrintMailProvider}
 # Which provider delivers which channel.
 CHANNEL_PROVIDER = {'sms': 'cm', 'call': 'cm', 'letter': 'printmail'}
+# The channels a provider may report on: an SMS report never touches an
+# email or a letter.
+PROVIDER_CHANNELS = {provider: tuple(c for c, p in CHANNEL_PROVIDER.items()
+        if p == provider) for provider in PROVIDERS}
 
 
 def provider_for(channel):
@@ -557,42 +608,48 @@ class LetterBatch(Wizard):
 
 def _register_route():
     from trytond.protocols.wrappers import (
-        abort, with_pool, with_transaction)
+        Response, abort, with_pool, with_transaction)
     from trytond.wsgi import app
+
+    def answer(**counts):
+        # A Response of its own: trytond would JSON-encode a str again
+        # for a JSON request.
+        return Response(json.dumps(counts), content_type='application/json')
 
     @app.route('/<database_name>/payt/callback/<provider>',
         methods=['GET', 'POST'])
     @with_pool
     @with_transaction(readonly=False)
     def payt_callback(request, pool, provider):
-        "Delivery status from a provider, a STOP reply or a bounce."
-        token = setting('callback_token')
-        if token and not hmac.compare_digest(
-                request.args.get('token', ''), token):
-            abort(403)
+        """Delivery status from a provider, a STOP reply or a bounce; each
+        verified by its sender's own scheme, refused when unverified."""
         Communication = pool.get('payt.communication')
         body = request.get_data()
         query = dict(request.args)
-        query.pop('token', None)
         if provider == 'bounce':
+            if not secret_matches(query.get('token'), 'bounce_secret'):
+                abort(403)
             found = Communication.process_bounce(body)
-            return json.dumps({'communications': len(found)})
+            return answer(communications=len(found))
         if provider == 'cm-inbound':
+            if not CMProvider().verify(body, request.headers, query):
+                abort(403)
             sender, text = CMProvider().parse_inbound(body, query)
             created = pool.get('payt.channel.optout').record_reply(
                 sender, text)
-            return json.dumps({'optouts': len(created)})
+            return answer(optouts=len(created))
         if provider not in PROVIDERS:
             abort(404)
-        try:
-            reports = PROVIDERS[provider]().parse_callback(
-                body, request.headers, query)
-        except ProviderError:
+        handler = PROVIDERS[provider]()
+        if not handler.verify(body, request.headers, query):
             abort(403)
+        query.pop('token', None)
+        try:
+            reports = handler.parse_callback(body, request.headers, query)
         except ValueError:
             abort(400)
         updated = Communication.apply_reports(provider, reports)
-        return json.dumps({'updated': len(updated)})
+        return answer(updated=len(updated))
     return payt_callback
 
 

@@ -5,6 +5,8 @@ import datetime
 import email
 import email.policy
 import logging
+import re
+import secrets
 from collections import OrderedDict
 from decimal import Decimal
 from email.message import EmailMessage
@@ -72,6 +74,15 @@ COSTS_TEXT = {
     }
 
 logger = logging.getLogger(__name__)
+# A portal link's token in a rendered text (portal.TOKEN_RE in a URL).
+PORTAL_TOKEN = re.compile(r'(/payt/portal/)[A-Za-z0-9_-]{43}')
+
+
+def without_portal_tokens(text):
+    """The text as stored: the personal portal link sent to the debtor
+    works, the copy kept on the communication does not (whoever may read
+    communications must not obtain a working token)."""
+    return PORTAL_TOKEN.sub(r'\1[personal-link]', text or '')
 
 
 def format_date(date, language):
@@ -151,6 +162,24 @@ class Communication(ModelSQL, ModelView):
                 })
         cls._order = [('run_date', 'DESC'), ('id', 'DESC')]
 
+    @classmethod
+    def __register__(cls, module_name):
+        super().__register__(module_name)
+        cls._redact_stored_tokens()
+
+    @classmethod
+    def _redact_stored_tokens(cls):
+        "Bodies stored before links were rendered at send time held tokens."
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.select(table.id, table.body,
+                where=table.body.like('%/payt/portal/%')))
+        for id_, body in cursor.fetchall():
+            redacted = without_portal_tokens(body)
+            if redacted != body:
+                cursor.execute(*table.update([table.body], [redacted],
+                        where=table.id == id_))
+
     @staticmethod
     def default_state():
         return 'pending'
@@ -204,19 +233,17 @@ class Communication(ModelSQL, ModelView):
 
     # ------------------------------------------------------------ sending
 
-    @classmethod
-    def _key_prefix(cls):
-        "Names this installation at the providers (setting key_prefix)."
-        import re
-        from .channel import setting
-        prefix = setting('key_prefix') or Transaction().database.name
-        return re.sub(r'[^A-Za-z0-9_.]+', '', prefix) or 'payt'
+    @staticmethod
+    def new_reference():
+        """A random reference (144 bits, 24 characters, within CM's 32):
+        nothing in it names the database, the company, the record or the
+        time, so nobody can guess another's to forge its status report."""
+        return secrets.token_urlsafe(18)
 
     def get_idempotency_key(self):
-        "The same for the communication whoever sends it, and when."
-        created = self.create_date.strftime('%Y%m%d%H%M%S%f') if (
-            self.create_date) else ''
-        return '%s-c%d-%s' % (self._key_prefix(), self.id, created)
+        """Stored once, before the first send (`claim`, `deliver`): every
+        resend uses the same key, whoever sends it, and when."""
+        return self.idempotency_key or self.new_reference()
 
     @classmethod
     def _pending_domain(cls, administration=None):
@@ -420,7 +447,7 @@ class Communication(ModelSQL, ModelView):
                 datetime.datetime.now())
             communication.recipient = debtor.email
             communication.subject = subject
-            communication.body = body
+            communication.body = without_portal_tokens(body)
             communication.message_id = msg['Message-ID']
             events.append(communication._event(
                     'sent', "Email to %s: %s" % (debtor.email, subject),
@@ -496,7 +523,8 @@ class Communication(ModelSQL, ModelView):
                 communication._fail("The debtor opted out of %s" %
                     communication.channel, events, today)
                 continue
-            communication.body = text = communication._phone_text()
+            text = communication._phone_text()
+            communication.body = without_portal_tokens(text)
             jobs.append(Job(ids=[communication.id],
                     provider=CHANNEL_PROVIDER[communication.channel],
                     what="%s to %s" % ('SMS' if communication.channel == 'sms'
@@ -514,8 +542,9 @@ class Communication(ModelSQL, ModelView):
                 communication.run_date)
             letters.setdefault(key, []).append(communication)
         for group in letters.values():
-            letter_key = min(c.letter_key or c.idempotency_key
-                for c in group).replace('-c', '-l', 1)
+            # Kept once given: a resent letter has the same key.
+            letter_key = min((c.letter_key for c in group if c.letter_key),
+                default=None) or cls.new_reference()
             for communication in group:
                 communication.letter_key = letter_key
         return letters
@@ -690,6 +719,35 @@ class Communication(ModelSQL, ModelView):
     # ------------------------------------------------- status coming back
 
     @classmethod
+    def _handed_to(cls, provider):
+        """The communications a provider may report on: of its channels,
+        and handed to it (its own, or claimed by a sender whose answer
+        from the provider is not recorded yet). Never an email, a letter
+        posted in-house, or one still waiting to be sent."""
+        from .channel import PROVIDER_CHANNELS
+        return [('channel', 'in', list(PROVIDER_CHANNELS[provider])),
+            ['OR',
+                ('provider', '=', provider),
+                [('provider', '=', None), ('attempt_at', '!=', None)],
+                ]]
+
+    @classmethod
+    def _reported(cls, provider, report):
+        "The communications one report of `provider` is about."
+        handed = cls._handed_to(provider)
+        found = []
+        if report.key:
+            # A letter is known by its letter's key, the rest by their own.
+            key = 'letter_key' if provider == 'printmail' else (
+                'idempotency_key')
+            found = cls.search([(key, '=', report.key)] + handed)
+        if not found and report.provider_id:
+            found = cls.search([
+                    ('provider', '=', provider),
+                    ('provider_id', '=', report.provider_id)] + handed)
+        return found
+
+    @classmethod
     def apply_reports(cls, provider, reports):
         """Status reports of a provider's callback: move each communication
         forward (never back); a returned letter raises attention."""
@@ -699,15 +757,7 @@ class Communication(ModelSQL, ModelView):
         today = pool.get('ir.date').today()
         updated, events = [], []
         for report in reports:
-            found = []
-            if report.key:
-                found = cls.search(['OR',
-                        ('idempotency_key', '=', report.key),
-                        ('letter_key', '=', report.key)])
-            if not found and report.provider_id:
-                found = cls.search([
-                        ('provider', '=', provider),
-                        ('provider_id', '=', report.provider_id)])
+            found = cls._reported(provider, report)
             for communication in found:
                 if communication.state == report.state:
                     continue
@@ -764,6 +814,7 @@ class Communication(ModelSQL, ModelView):
             return []
         found = cls.search([
                 ('channel', '=', 'email'),
+                ('provider', '=', 'smtp'),
                 ('message_id', 'in', list(message_ids)),
                 ])
         events = []

@@ -30,6 +30,8 @@ from trytond.protocols.wrappers import (
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
+from .hub import MaskedSecretsMixin
+
 logger = logging.getLogger(__name__)
 
 MOLLIE_ID = re.compile(r'^tr_[A-Za-z0-9]{1,64}$')
@@ -174,6 +176,7 @@ class OnlinePayment(ModelSQL, ModelView):
                 base_url(), database),
             'locale': 'nl_NL' if language == 'nl' else 'en_US',
             'metadata': {'online_payment': payment.id,
+                'administration': administration.id,
                 'database': database},
             }
         try:
@@ -203,22 +206,39 @@ class OnlinePayment(ModelSQL, ModelView):
         cls.lock([payment])
         payment = cls(payment.id)
         client = mollie_client(payment.administration)
+        from mollie.api.error import NotFoundError
         try:
             mollie = client.payments.get(mollie_id)
+        except NotFoundError:
+            # Not a payment of this administration's Mollie account.
+            logger.warning("Mollie payment %s not found with the key of %s",
+                mollie_id, payment.administration.rec_name)
+            return False
         except Exception as error:
             logger.warning("Mollie payment %s not fetched: %s",
                 mollie_id, error)
             raise Unavailable(str(error)) from error
-        metadata = mollie.metadata or {}
-        if (mollie.id != payment.mollie_id
-                or metadata.get('online_payment') != payment.id
-                or _value(mollie.amount) != payment.amount
-                or mollie.amount['currency'] != payment.currency.code):
+        if not payment._is_ours(mollie):
             logger.warning("Mollie payment %s does not match ours",
                 mollie_id)
             return False
         payment._apply(mollie, client)
         return True
+
+    def _is_ours(self, mollie):
+        """Whether what Mollie answered (with this administration's key) is
+        this very payment: id, our record, administration and database in
+        its metadata, amount and currency. A webhook naming another
+        company's or another database's payment changes nothing here."""
+        metadata = mollie.metadata or {}
+        database = Transaction().database.name
+        return not (mollie.id != self.mollie_id
+            or metadata.get('online_payment') != self.id
+            or metadata.get('database', database) != database
+            or metadata.get('administration', self.administration.id)
+            != self.administration.id
+            or _value(mollie.amount) != self.amount
+            or mollie.amount['currency'] != self.currency.code)
 
     def _apply(self, mollie, client):
         pool = Pool()
@@ -493,8 +513,14 @@ class OpenItem(metaclass=PoolMeta):
         return {i.id: pending.get(i.id, Decimal(0)) for i in items}
 
 
-class Administration(metaclass=PoolMeta):
+class Administration(MaskedSecretsMixin, metaclass=PoolMeta):
     __name__ = 'payt.administration'
+    # The key itself (mollie_api_key, portal.py) is readable only by the
+    # group Debtor Management Secrets (secrets.xml): others type it here.
+    mollie_api_key_masked = fields.Function(fields.Char("Mollie API Key",
+            help="test_... or live_...; shown masked, type a new key to "
+            "replace it. Empty: the server's [payt] mollie_api_key."),
+        'get_masked', setter='set_masked')
 
     @classmethod
     def import_batch(cls, administration_id, batch):

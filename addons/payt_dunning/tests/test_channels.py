@@ -13,7 +13,6 @@ import time
 import unittest
 import urllib.parse
 import urllib.request
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from aiosmtpd.controller import Controller
@@ -26,8 +25,9 @@ from trytond.transaction import Transaction
 
 from payt_hub.simulators.cm import PRODUCT_TOKEN, CMSimulator
 from payt_hub.simulators.printmail import (
-    API_KEY, WEBHOOK_SECRET, PrintMailSimulator)
+    API_KEY, WEBHOOK_SECRET, PrintMailSimulator, sign)
 
+from ..bulk import invalidate_caches
 from ..channel import (
     SECTION, CMProvider, PhoneError, PrintMailProvider, normalise_phone)
 from .tools import TODAY, create_administration, days, debtor, item
@@ -100,15 +100,16 @@ def apply_callbacks(calls):
     updated = []
     for provider, query, headers, body in calls:
         query = dict(query)
-        assert query.pop('token', None) == CALLBACK_TOKEN, (
-            provider, query, body)
         if provider == 'cm-inbound':
+            assert CMProvider().verify(body, headers, query)
             OptOut.record_reply(*CMProvider().parse_inbound(body, query))
             continue
-        Provider = {'cm': CMProvider, 'printmail': PrintMailProvider}[
-            provider]
+        handler = {'cm': CMProvider, 'printmail': PrintMailProvider}[
+            provider]()
+        assert handler.verify(body, headers, query), (provider, headers)
+        query.pop('token', None)
         updated += Communication.apply_reports(provider,
-            Provider().parse_callback(body, headers, query))
+            handler.parse_callback(body, headers, query))
     return updated
 
 
@@ -133,7 +134,7 @@ class ChannelTestCase(unittest.TestCase):
                 'printmail_key': API_KEY,
                 'printmail_secret': WEBHOOK_SECRET,
                 'callback_url': cls.receiver.url,
-                'callback_token': CALLBACK_TOKEN,
+                'cm_callback_secret': CALLBACK_TOKEN,
                 'reconcile_seconds': '600',
                 }.items():
             config.set(SECTION, name, value)
@@ -147,10 +148,9 @@ class ChannelTestCase(unittest.TestCase):
         super().tearDownClass()
 
     def setUp(self):
+        # References are random: a rolled-back test's messages never match
+        # another's.
         self.receiver.take()
-        # Each test's rolled-back database reuses ids: a prefix of its own
-        # keeps the simulators from taking a test's message for another's.
-        config.set(SECTION, 'key_prefix', uuid.uuid4().hex[:10])
 
     def _administration(self, channels, debtors, items, name="Kanalen BV"):
         "An administration whose first reminder goes out on `channels`."
@@ -339,9 +339,9 @@ class ChannelTestCase(unittest.TestCase):
         self.assertEqual(Communication(by_item['B'].id).state, 'delivered')
 
         # A forged webhook is refused.
-        with self.assertRaises(Exception):
-            PrintMailProvider().parse_callback(b'{"status": "returned"}',
-                {'X-Signature': 'forged'}, {})
+        self.assertFalse(PrintMailProvider().verify(
+                b'{"status": "returned"}', {'X-Signature': 'forged',
+                    'X-Signature-Timestamp': str(int(time.time()))}, {}))
 
     @with_transaction()
     def test_letters_posted_in_house_as_one_pdf(self):
@@ -406,6 +406,145 @@ class ChannelTestCase(unittest.TestCase):
         finally:
             config.set(SECTION, 'reconcile_seconds', '600')
         self.assertEqual(len(self.cm.messages), before + 1)
+
+    def _cm_report(self, key, code='2'):
+        return CMProvider().parse_callback(json.dumps({'messages': {'msg': {
+                            'reference': key,
+                            'status': {'code': code}}}}).encode(), {}, {})
+
+    def _printmail_report(self, key, status='delivered'):
+        return PrintMailProvider().parse_callback(json.dumps(
+                {'reference': key, 'status': status}).encode(), {}, {})
+
+    @with_transaction()
+    def test_report_only_settles_its_providers_channels(self):
+        """A CM report never touches an email or a letter, a print-and-mail
+        report never an SMS, whatever reference they carry"""
+        pool = Pool()
+        Communication = pool.get('payt.communication')
+        address = {'street': 'Dorpsstraat 1', 'city': 'Zwolle'}
+        administration = self._administration(['email', 'sms', 'letter'],
+            [debtor('ALL', phone='0612345672', **address)],
+            [item('A', 'ALL', TODAY - days(7))], name="Gebonden BV")
+        email, = self._communications(administration, 'email')
+        # Sent by SMTP (there is no SMTP server in this test case).
+        key = Communication.new_reference()
+        Communication.write([email], {'state': 'sent', 'provider': 'smtp',
+                'idempotency_key': key, 'message_id': '<%s@x>' % key})
+        Communication.send_pending(administration)
+        sms, = self._communications(administration, 'sms')
+        letter, = self._communications(administration, 'letter')
+        self.assertEqual((email.state, sms.state, letter.state),
+            ('sent', 'queued', 'queued'))
+        for key in [email.idempotency_key, letter.idempotency_key,
+                letter.letter_key]:
+            self.assertEqual(Communication.apply_reports('cm',
+                    self._cm_report(key)), [])
+        for key in [sms.idempotency_key, email.idempotency_key]:
+            self.assertEqual(Communication.apply_reports('printmail',
+                    self._printmail_report(key)), [])
+        self.assertEqual([Communication(c.id).state
+                for c in [email, sms, letter]], ['sent', 'queued', 'queued'])
+        # Each provider's own report does settle its own.
+        self.assertEqual(Communication.apply_reports('cm',
+                self._cm_report(sms.idempotency_key)), [sms])
+        self.assertEqual(Communication.apply_reports('printmail',
+                self._printmail_report(letter.letter_key)), [letter])
+
+    @with_transaction()
+    def test_report_for_a_letter_not_handed_over_refused(self):
+        """A letter group not yet posted, or posted in-house, cannot be
+        marked delivered by a print-and-mail report"""
+        pool = Pool()
+        Communication = pool.get('payt.communication')
+        Administration = pool.get('payt.administration')
+        address = {'street': 'Dorpsstraat 1', 'city': 'Zwolle'}
+        administration = self._administration(['letter'],
+            [debtor('P', **address)], [item('A', 'P', TODAY - days(7))],
+            name="Niet Gepost BV")
+        letter, = self._communications(administration, 'letter')
+        # Not claimed: it has no key yet; give it one as an old run did.
+        Communication.write([letter], {'letter_key': 'guessed-key',
+                'idempotency_key': 'guessed-key'})
+        self.assertEqual(Communication.apply_reports('printmail',
+                self._printmail_report('guessed-key')), [])
+        self.assertEqual(Communication(letter.id).state, 'pending')
+        # Posted in-house: not the provider's either.
+        Administration.write([administration], {'letters_self_posted': True})
+        Communication.send_pending(administration)
+        self.assertEqual(Communication(letter.id).provider, 'self')
+        self.assertEqual(Communication.apply_reports('printmail',
+                self._printmail_report(letter.letter_key)), [])
+        self.assertEqual(Communication(letter.id).state, 'queued')
+
+    def test_callbacks_refused_without_secret(self):
+        "No secret configured, a wrong one or a stale signature: refused"
+        body = b'{"reference": "x", "status": "delivered"}'
+        now = int(time.time())
+        signed = sign(WEBHOOK_SECRET, body, now)
+        self.assertTrue(PrintMailProvider().verify(body, signed, {}))
+        for headers in [{}, sign('wrong', body, now),
+                sign(WEBHOOK_SECRET, body, now - 3600),
+                dict(signed, **{'X-Signature-Timestamp': str(now + 1)})]:
+            self.assertFalse(PrintMailProvider().verify(body, headers, {}))
+        self.assertTrue(CMProvider().verify(b'', {},
+                {'token': CALLBACK_TOKEN}))
+        for query in [{}, {'token': ''}, {'token': 'wrong'}]:
+            self.assertFalse(CMProvider().verify(b'', {}, query))
+        with config_set(SECTION, 'cm_callback_secret', ''), \
+                config_set(SECTION, 'printmail_secret', ''):
+            self.assertFalse(CMProvider().verify(b'', {}, {'token': ''}))
+            self.assertFalse(PrintMailProvider().verify(body,
+                    sign('', body, now), {}))
+
+    @with_transaction()
+    def test_references_are_random_and_kept(self):
+        "References name nothing guessable; a resend keeps the same key"
+        Communication = Pool().get('payt.communication')
+        keys = {Communication.new_reference() for _ in range(100)}
+        self.assertEqual(len(keys), 100)
+        for key in keys:
+            self.assertRegex(key, r'^[A-Za-z0-9_-]{24}$')
+        communication = Communication(idempotency_key='kept')
+        self.assertEqual(communication.get_idempotency_key(), 'kept')
+
+
+    @with_transaction()
+    def test_tokens_in_bodies_stored_earlier_are_redacted(self):
+        "Updating the module removes portal tokens from stored bodies"
+        Communication = Pool().get('payt.communication')
+        administration = self._administration(['sms'],
+            [debtor('OLD', phone='0612345673')],
+            [item('A', 'OLD', TODAY - days(7))], name="Oud BV")
+        communication, = self._communications(administration, 'sms')
+        token = 'T' * 43
+        Communication.write([communication], {'body': 'Zie '
+                'http://x/db/payt/portal/%s en betaal.' % token})
+        Communication._redact_stored_tokens()
+        invalidate_caches()
+        body = Communication(communication.id).body
+        self.assertNotIn(token, body)
+        self.assertEqual(body,
+            'Zie http://x/db/payt/portal/[personal-link] en betaal.')
+
+
+class config_set:
+    "A setting changed for the duration of a with block."
+
+    def __init__(self, section, name, value):
+        self.section, self.name, self.value = section, name, value
+
+    def __enter__(self):
+        if not config.has_section(self.section):
+            config.add_section(self.section)
+        self.old = config.get(self.section, self.name)
+        config.set(self.section, self.name, self.value)
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            config.remove_option(self.section, self.name)
+        else:
+            config.set(self.section, self.name, self.old)
 
 
 class Mailboxes:

@@ -2,6 +2,7 @@
 """Email leaves through Tryton's SMTP setting, to a real SMTP server."""
 import email
 import email.policy
+import re
 import socket
 import unittest
 
@@ -101,6 +102,48 @@ class EmailTestCase(unittest.TestCase):
             self.assertEqual(Communication.send_pending(administration), 0)
             transaction.commit()
             self.assertEqual(len(self.inbox.messages), 2)
+        finally:
+            Administration.delete([Administration(administration.id)])
+            transaction.commit()
+
+    @with_transaction()
+    def test_portal_link_in_the_mail_not_in_the_stored_body(self):
+        """The debtor's email carries a working portal link; the copy kept
+        on the communication (readable by the back office) does not"""
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Communication = pool.get('payt.communication')
+        Template = pool.get('payt.flow.step.template')
+        Link = pool.get('payt.portal.link')
+        transaction = Transaction()
+        administration = create_administration("Link Test BV")
+        templates = [t for s in administration.flow.steps
+            for t in s.templates]
+        for template in templates:
+            template.body += "\n${portal_url}\n"
+        Template.save(templates)
+        Administration.import_batch(administration.id, {
+                'debtors': [debtor('NL')],
+                'items': [item('A', 'NL', TODAY - days(7))]})
+        pool.get('payt.run').execute(administration, TODAY)
+        self.inbox.messages.clear()
+        self.assertEqual(Communication.send_pending(administration), 1)
+        transaction.commit()
+        try:
+            (_, mail), = self.inbox.messages
+            token = re.search(r'/payt/portal/([A-Za-z0-9_-]{43})',
+                mail.get_content()).group(1)
+            self.assertTrue(Link.find(token), "the mailed link works")
+            communication, = Communication.search([
+                    ('item.administration', '=', administration.id)])
+            self.assertNotIn(token, communication.body)
+            self.assertIn('/payt/portal/[personal-link]', communication.body)
+            self.assertIsNone(re.search(r'[A-Za-z0-9_-]{43}',
+                    communication.body))
+            # The Message-ID names nothing but a random reference.
+            self.assertEqual(mail['Message-ID'], communication.message_id)
+            self.assertRegex(communication.message_id,
+                r'^<[A-Za-z0-9_-]{24}@payt\.example>$')
         finally:
             Administration.delete([Administration(administration.id)])
             transaction.commit()

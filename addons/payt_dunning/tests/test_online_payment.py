@@ -11,6 +11,9 @@ import requests
 
 from .test_portal import TODAY, PortalCase
 
+# The Mollie key of every administration of PortalServer.setup_administration.
+KEY = 'test_portaltests0000000000000000'
+
 
 class OnlinePaymentTestCase(PortalCase):
     "Online payments through Mollie"
@@ -116,12 +119,62 @@ class OnlinePaymentTestCase(PortalCase):
         requests.post('%s/v2/payments/%s/refunds' % (
                 self.server.mollie.url, mollie_id),
             json={'amount': {'currency': 'EUR', 'value': '21.00'}},
-            headers={'Authorization': 'Bearer test_x'}, timeout=30)
+            headers={'Authorization': 'Bearer ' + KEY}, timeout=30)
         refunded = self.state()
         self.assertEqual(refunded[1], (Decimal('21.00'), 'open'))
         self.server.mollie.call_webhook(mollie_id)
         self.webhook(mollie_id)
         self.assertEqual(self.state(), refunded)
+
+    def test_webhook_for_another_companys_payment_changes_nothing(self):
+        """A webhook naming another company's payment, or a payment of
+        another Mollie account dressed up as ours, changes nothing"""
+        other = self.server.setup_administration('Other %s BV' % (
+                self.administration))
+        other_key = 'test_othercompany00000000000000'
+        with self.server.transaction() as pool:
+            Administration = pool.get('payt.administration')
+            Administration.write([Administration(other)],
+                {'mollie_api_key': other_key})
+        other_url, _ = self.server.link(other, 'A')
+        response = self.form({'action': 'pay', 'item': [str(
+                        self.server.items(other)['A1'])]}, url=other_url)
+        self.assertEqual(response.status_code, 303, response.text)
+        other_id = response.headers['Location'].rsplit('/', 1)[1]
+        with self.server.transaction() as pool:
+            record, = pool.get('payt.online.payment').search([
+                    ('mollie_id', '=', other_id)])
+            record_id = record.id
+
+        def everything():
+            return (self.state(), self.query('payt.online.payment', [],
+                    ['mollie_id', 'status', 'registered_amount']),
+                self.query('payt.payment', [], ['amount']))
+        before = everything()
+        # The attacker's own Mollie account: a paid payment whose metadata
+        # names the other company's record.
+        forged = requests.post('%s/v2/payments' % self.server.mollie.url,
+            json={'amount': {'currency': 'EUR', 'value': '121.00'},
+                'description': 'forged', 'metadata': {
+                    'online_payment': record_id, 'administration': other,
+                    'database': self.server.name}},
+            headers={'Authorization': 'Bearer test_attacker000000000000'},
+            timeout=30).json()['id']
+        self.server.mollie.set_status(forged, 'paid', call_webhook=False)
+        for mollie_id in [forged, other_id]:
+            self.assertEqual(self.webhook(mollie_id).status_code, 200)
+        self.assertEqual(everything(), before)
+        # Our record pointed at the attacker's payment (as if its id had
+        # been swapped): fetched with our key, Mollie does not know it.
+        with self.server.transaction() as pool:
+            Online = pool.get('payt.online.payment')
+            Online.write([Online(record_id)], {'mollie_id': forged})
+        self.assertEqual(self.webhook(forged).status_code, 200)
+        after = everything()
+        self.assertEqual(after[0], before[0])
+        self.assertEqual(after[2], before[2])
+        self.assertIn({'mollie_id': forged, 'status': 'open',
+                'registered_amount': Decimal(0)}, after[1])
 
     def test_partial_payment_and_plan_terms(self):
         "An amount below the open total pays the items in due order"
@@ -189,7 +242,7 @@ class OnlinePaymentTestCase(PortalCase):
         requests.post('%s/v2/payments/%s/refunds' % (
                 self.server.mollie.url, mollie_id),
             json={'amount': {'currency': 'EUR', 'value': '121.00'}},
-            headers={'Authorization': 'Bearer test_x'}, timeout=30)
+            headers={'Authorization': 'Bearer ' + KEY}, timeout=30)
         self.assertEqual(sum(p[1] for p in self.payments()
                 if p[2] == 'online'), Decimal('0'))
         self.assertEqual(self.item('A1', 'open_amount', 'state'),

@@ -17,6 +17,13 @@ Routes, in the shape CM publishes:
 ``{"type": "notification-started"}`` then ``{"type":
 "notification-finished", "result": "answered"|"no-answer"}``.
 
+Like CM, it signs nothing: CM's status reports (JSON POST, configured per
+account in CM's Channels app) and the Voice API's events carry no
+signature or authentication header. They are authenticated the only way
+CM allows: the URL we configure (``dlr_url``, ``inbound_url``, each call's
+``callback-url``) carries our secret (``?token=...``), and this simulator,
+like CM, posts to it verbatim.
+
 Like CM, it has no idempotency key: a message sent twice arrives twice
 (``messages`` counts them). Control API (POST /_control/<action>):
 ``fail``, ``reset_failures``, ``messages``, ``calls``, ``unreachable``

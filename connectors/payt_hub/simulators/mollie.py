@@ -100,18 +100,21 @@ class MollieSimulator:
             return self._control(request, parts[1:])
         if parts[:1] != ['v2']:
             raise _Error(404, 'Not Found', 'Unknown path')
-        self._authenticate(request)
+        key = self._authenticate(request)
         parts = parts[1:]
         if parts == ['payments'] and method == 'POST':
-            return self._json(self._create_payment(self._body(request)),
-                status=201)
+            return self._json(self._create_payment(self._body(request),
+                    key), status=201)
         if parts == ['payments'] and method == 'GET':
-            items = [self._payment_out(p) for p in self.payments.values()]
+            items = [self._payment_out(p) for p in self.payments.values()
+                if p['_key'] == key]
             return self._list('payments', items)
         if len(parts) == 2 and parts[0] == 'payments' and method == 'GET':
-            return self._json(self._payment_out(self._payment(parts[1])))
+            return self._json(self._payment_out(self._payment(parts[1],
+                        key)))
         if (len(parts) == 3 and parts[0] == 'payments'
                 and parts[2] == 'refunds' and method == 'POST'):
+            self._payment(parts[1], key)
             return self._json(self._refund(parts[1], self._body(request)),
                 status=201)
         if parts == ['customers'] and method == 'POST':
@@ -141,6 +144,7 @@ class MollieSimulator:
                 self.api_keys and key not in self.api_keys):
             raise _Error(401, 'Unauthorized Request',
                 'Missing authentication, or failed to authenticate')
+        return key
 
     @staticmethod
     def _body(request):
@@ -161,9 +165,11 @@ class MollieSimulator:
                             'application/hal+json'},
                     'previous': None, 'next': None}})
 
-    def _payment(self, payment_id):
+    def _payment(self, payment_id, key=None):
+        """The payment; like Mollie, a key sees only its own account's
+        payments (another account's is not found)."""
         payment = self.payments.get(payment_id)
-        if not payment:
+        if not payment or (key is not None and payment['_key'] != key):
             raise _Error(404, 'Not Found',
                 'No payment exists with token %s.' % payment_id)
         return payment
@@ -176,7 +182,7 @@ class MollieSimulator:
         return customer
 
     # ----------------------------------------------------------- payments
-    def _create_payment(self, data):
+    def _create_payment(self, data, key=None):
         amount = data.get('amount') or {}
         try:
             value = Decimal(amount['value'])
@@ -216,12 +222,14 @@ class MollieSimulator:
                 'customerId': data.get('customerId'),
                 'mandateId': None,
                 'profileId': 'pfl_simulator',
+                '_key': key,
                 'expiresAt': _now(),
                 }
         return self._payment_out(self.payments[payment_id])
 
     def _payment_out(self, payment):
         out = dict(payment)
+        out.pop('_key', None)
         out['_links'] = {
             'self': {'href': '%s/v2/payments/%s' % (self.url, payment['id']),
                 'type': 'application/hal+json'},

@@ -9,10 +9,13 @@ required) ``{"reference", "recipient": {"name", "street", "postal_code",
 (header ``Idempotent-Replayed: true``), the letter is not printed twice.
 ``GET /v1/letters/<id>`` -> the letter.
 
-Webhooks (POST JSON to the letter's webhook_url, header ``X-Signature``:
-hex HMAC-SHA256 of the body with the webhook secret): ``{"id",
-"reference", "status": "printed"|"posted"|"delivered"|"returned",
-"reason"}``.
+Webhooks (POST JSON to the letter's webhook_url): ``{"id", "reference",
+"status": "printed"|"posted"|"delivered"|"returned", "reason"}``, signed
+like Lob's webhooks (the print-and-mail API with the most used public
+clients): header ``X-Signature-Timestamp`` (Unix seconds) and
+``X-Signature``, the hex HMAC-SHA256 of ``<timestamp>.<raw body>`` keyed
+with the webhook secret. Our first shape signed the body alone, which let a
+captured event be replayed at any later time; the public scheme wins.
 
 Control API (POST /_control/<action>): ``fail``, ``reset_failures``,
 ``letters``, ``return_letter`` {id or reference, reason}, ``state``.
@@ -25,6 +28,7 @@ import hmac
 import json
 import re
 import threading
+import time
 import urllib.request
 import uuid
 
@@ -32,6 +36,14 @@ from .server import BaseSimulator, json_response, read_body
 
 API_KEY = 'sim-printmail-key'
 WEBHOOK_SECRET = 'sim-printmail-webhook-secret'
+
+
+def sign(secret, body, timestamp=None):
+    "The signature headers of a webhook body."
+    timestamp = str(int(time.time() if timestamp is None else timestamp))
+    signature = hmac.new(secret.encode(), timestamp.encode() + b'.' + body,
+                         hashlib.sha256).hexdigest()
+    return {'X-Signature-Timestamp': timestamp, 'X-Signature': signature}
 
 
 class PrintMailSimulator(BaseSimulator):
@@ -49,11 +61,9 @@ class PrintMailSimulator(BaseSimulator):
         if not url:
             return None
         data = json.dumps(payload).encode()
-        signature = hmac.new(self.secret.encode(), data,
-                             hashlib.sha256).hexdigest()
         request = urllib.request.Request(url, data=data, method='POST',
-            headers={'Content-Type': 'application/json',
-                     'X-Signature': signature})
+            headers=dict(sign(self.secret, data),
+                         **{'Content-Type': 'application/json'}))
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 result = response.status
