@@ -396,14 +396,15 @@ body{font-family:system-ui,sans-serif;margin:0;padding:1rem;max-width:48rem;
 margin:auto;line-height:1.4;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%}td,th{padding:.4rem;
-border-bottom:1px solid #ddd;text-align:left}td.n,th.n{text-align:right}
+border-bottom:1px solid #ddd;text-align:left}td.n,th.n{text-align:right;
+white-space:nowrap}
 .note{background:#eef6ee;padding:.6rem}.error{background:#fbeaea;
 padding:.6rem}.msg{border-left:3px solid #99b;padding:.3rem .6rem;
 margin:.5rem 0}.msg.in{border-color:#9b9}.meta{color:#666;font-size:.85rem}
 textarea,input[type=text],input[type=email],select{width:100%;
 box-sizing:border-box;padding:.5rem;font-size:1rem}
 button{padding:.6rem 1.2rem;font-size:1rem;margin-top:.5rem}
-@media (max-width:36rem){td.h,th.h{display:none}}
+@media (max-width:36rem){td.h,th.h{display:none}td,th{padding:.4rem .2rem}}
 .pay{background:#eef2fb;padding:.2rem .8rem;margin:1rem 0}
 .pay .total{font-size:1.15rem}a.button{display:inline-block;
 background:#2455b5;color:#fff;padding:.6rem 1.2rem;text-decoration:none}
@@ -739,9 +740,10 @@ class Portal:
             '{csrf}<input type="hidden" name="action" value="pay">'
             '<table id="items"><tr><th>{invoice}</th><th class="h">{date}'
             '</th><th>{due}</th><th class="n h">{amount}</th>'
-            '<th class="n">{open}</th><th></th></tr>{rows}'
-            '<tr><th colspan="4" class="h">{total_label}</th>'
-            '<th class="n" id="total">{total}</th><th></th></tr></table>'
+            '<th class="n">{open}</th><th class="h"></th></tr>{rows}'
+            '<tr><th>{total_label}</th><th class="h"></th><th></th>'
+            '<th class="h"></th><th class="n" id="total">{total}</th>'
+            '<th class="h"></th></tr></table>'
             '{note}<p><label>{pay_amount}<input type="text" name="amount" '
             'inputmode="decimal" maxlength="20"></label></p>{mandate}'
             '<button name="pay" value="1">{pay}</button></form>').format(
@@ -773,7 +775,7 @@ class Portal:
             '<div class="meta">{description}{notes}</div></td>'
             '<td class="h">{date}</td><td>{due}</td>'
             '<td class="n h">{amount}</td><td class="n">{open}</td>'
-            '<td>{pdf}</td></tr>').format(
+            '<td class="h">{pdf}</td></tr>').format(
             id=item.id, checked=Markup('') if item.id in planned
             else Markup(' checked'),
             number=item.number or item.external_id,
@@ -789,8 +791,9 @@ class Portal:
         for key, amount in [('costs', line.costs),
                 ('interest', line.interest)]:
             if amount:
-                rows += Markup('<tr class="{key}"><td colspan="4">{label} - '
-                    '{case}</td><td class="n">{amount}</td><td></td></tr>'
+                rows += Markup('<tr class="{key}"><td>{label} - {case}</td>'
+                    '<td class="h"></td><td></td><td class="h"></td>'
+                    '<td class="n">{amount}</td><td class="h"></td></tr>'
                     ).format(key=key, label=self.t(key),
                     case=self.t('case') % line.case.id,
                     amount=self.money(amount))
@@ -801,17 +804,19 @@ class Portal:
         links = Markup()
         for item in items:
             if item.invoice_pdf:
-                links += Markup('<li><a href="{}/invoice/{}">{} {}</a></li>'
+                links += Markup('<li><a href="{}/invoice/{}" download>{} {}'
+                    '</a></li>'
                     ).format(self.request.path, item.id, self.t('invoice'),
                     item.number or item.external_id)
         for letter in sent_letters(self.debtor):
-            links += Markup('<li><a class="letter" href="{}/letter/{}/{}">'
-                '{}</a></li>').format(self.request.path, letter.kind,
+            links += Markup('<li><a class="letter" href="{}/letter/{}/{}" '
+                'download>{}</a></li>').format(self.request.path, letter.kind,
                 letter.record.id, self.t('letter') % self.date(letter.date))
         if not links:
             return Markup('<h2>{}</h2><p>{}</p>').format(
                 self.t('documents'), self.t('no_documents'))
-        return Markup('<h2 id="documents">{}</h2><ul>{}</ul>').format(
+        return Markup('<section id="documents"><h2>{}</h2><ul>{}</ul>'
+            '</section>').format(
             self.t('documents'), links)
 
     def plans_section(self):
