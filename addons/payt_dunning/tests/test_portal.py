@@ -752,3 +752,13 @@ class PortalLimitTestCase(PortalCase):
             self.assertEqual(response.status_code, 413)
             self.assert_secure(response)
         self.assertEqual(self.query('payt.message', self.ours([])), 0)
+
+    def test_request_logs_do_not_carry_the_token(self):
+        "The server's request logs mask the portal token"
+        token = self.url.rsplit('/', 1)[1]
+        with self.assertLogs(level='INFO') as logs:
+            self.assertEqual(self.get().status_code, 200)
+            self.get(self.url + '/invoice/0')
+        text = '\n'.join(logs.output)
+        self.assertIn('/payt/portal/***', text)
+        self.assertNotIn(token, text)
