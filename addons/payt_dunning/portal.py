@@ -491,14 +491,6 @@ def refusal(status):
     return response
 
 
-def gone(request=None):
-    return refusal(404)
-
-
-def too_many():
-    return refusal(429)
-
-
 def portal_errors(endpoint):
     "Refusals raised in a portal endpoint become the portal's own pages."
     @functools.wraps(endpoint)
@@ -554,9 +546,9 @@ def open_link(request, token):
     if link is not None:
         return link, None
     if limited(key):
-        return None, too_many()
+        return None, refusal(429)
     count_failure(key)
-    return None, gone(request)
+    return None, refusal(404)
 
 
 Letter = collections.namedtuple('Letter', 'kind record date pdf name')
@@ -946,7 +938,7 @@ class Portal:
         link = self.link
         key = self.postcode_key()
         if limited(key, POSTCODE_LIMIT):
-            return too_many()
+            return refusal(429)
         given = normalise_postcode(form.get('postcode'))[:12]
         expected = normalise_postcode(link.debtor.postal_code)
         if not link.needs_postcode() or hmac.compare_digest(
@@ -1077,7 +1069,7 @@ def _portal(request, pool, token, post):
     if not post:
         if not portal.verified():
             if limited(portal.postcode_key(), POSTCODE_LIMIT):
-                return too_many()
+                return refusal(429)
             return portal.postcode_page()
         return portal.page()
     form = request.form
