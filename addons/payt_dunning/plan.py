@@ -184,7 +184,7 @@ class Plan(Workflow, ModelSQL, ModelView):
 
     @classmethod
     def default_start_date(cls):
-        return Pool().get('ir.date').today()
+        return cls.earliest_start_date(cls.default_reminder_days())
 
     @staticmethod
     def default_company():
@@ -234,6 +234,13 @@ class Plan(Workflow, ModelSQL, ModelView):
                 if item not in result:
                     result.append(item)
         return result
+
+    @staticmethod
+    def earliest_start_date(reminder_days):
+        """The first day a term may fall due: after the day its reminder
+        goes out (`reminder_days` before), and never today."""
+        today = Pool().get('ir.date').today()
+        return today + datetime.timedelta(days=max(reminder_days, 0) + 1)
 
     @classmethod
     def create_for(cls, debtor, items, cases, number_of_terms, start_date,
@@ -670,7 +677,7 @@ class PlanCreate(Wizard):
     def default_start(self, fields):
         debtor, _, _ = self._selection()
         return {'debtor': debtor.id, 'number_of_terms': 3,
-            'start_date': Pool().get('ir.date').today(),
+            'start_date': Pool().get('payt.plan').earliest_start_date(3),
             'reminder_days': 3, 'break_on_missed': False}
 
     def do_create_(self, action):

@@ -9,22 +9,31 @@ revoked, and can require the debtor's postcode as a second check.
 The page is plain HTML (no JavaScript), in Dutch or English, with every
 value escaped by markupsafe. Every form carries a CSRF token bound to a
 cookie (double submit, HMAC with the link's own secret); every POST ends
-in a redirect (post/redirect/get). Failed token and postcode attempts are
-counted per client address and refused beyond a limit."""
+in a redirect (post/redirect/get).
+
+The page sends Referrer-Policy: same-origin, so browsers post its forms
+with their own Origin, which trytond accepts (with no-referrer Chromium
+posts Origin: null, which trytond refuses). Every refusal is a page of
+the portal with its security headers (403, 404, 413, 429), never a 500.
+
+Failed token and postcode attempts and plan requests are counted in the
+database (portal_limit.py), so the limits hold across server processes;
+the keys are per address for unknown tokens, per link and address for
+postcodes and per link for plan requests."""
+import collections
 import datetime
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-import threading
-import time
 import urllib.parse
-from collections import defaultdict, deque
 from decimal import Decimal, InvalidOperation
 
 from markupsafe import Markup
-from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from werkzeug.exceptions import (
+    BadRequest, Forbidden, HTTPException, NotFound, TooManyRequests)
 from werkzeug.utils import redirect
 
 from trytond import config
@@ -36,7 +45,31 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
+from .payment_data import balance
+from .portal_limit import (
+    DAY, FAILURE_LIMIT, FAILURE_WINDOW, PLAN_LIMIT, POSTCODE_LIMIT,
+    POSTCODE_REVOKE, setting)
+
 logger = logging.getLogger(__name__)
+TOKEN_IN_PATH = re.compile(r'(/payt/portal/)[A-Za-z0-9_-]+')
+
+
+class MaskPortalTokens(logging.Filter):
+    """The request logs of trytond and werkzeug write each URL; a portal
+    URL is a key to the debtor's page, so its token never reaches a log."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        masked = TOKEN_IN_PATH.sub(r'\1***', message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
+for _name in ('trytond.wsgi', 'werkzeug'):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, MaskPortalTokens) for f in _logger.filters):
+        _logger.addFilter(MaskPortalTokens())
 
 DEFAULT_BASE_URL = 'http://127.0.0.1:8000'
 TOKEN_RE = re.compile(r'^[A-Za-z0-9_-]{43}$')
@@ -59,41 +92,14 @@ def normalise_postcode(value):
 
 # ------------------------------------------------------------ rate limit
 
-class RateLimiter:
-    "Failed attempts per client address within a sliding window."
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.failures = defaultdict(deque)
-
-    @staticmethod
-    def limits():
-        return (config.getint('payt', 'portal_max_failures', default=10),
-            config.getint('payt', 'portal_failure_window', default=600))
-
-    def _trim(self, key, now, window):
-        queue = self.failures[key]
-        while queue and queue[0] < now - window:
-            queue.popleft()
-        return queue
-
-    def blocked(self, key):
-        limit, window = self.limits()
-        with self.lock:
-            return len(self._trim(key, time.monotonic(), window)) >= limit
-
-    def fail(self, key):
-        limit, window = self.limits()
-        with self.lock:
-            now = time.monotonic()
-            self._trim(key, now, window).append(now)
-
-    def reset(self):
-        with self.lock:
-            self.failures.clear()
+def limited(key, option=FAILURE_LIMIT):
+    "Whether the key's attempts reached their limit (any server process)."
+    Attempt = Pool().get('payt.portal.attempt')
+    return Attempt.blocked(key, setting(option), setting(FAILURE_WINDOW))
 
 
-limiter = RateLimiter()
+def count_failure(key):
+    Pool().get('payt.portal.attempt').record(key)
 
 
 # ----------------------------------------------------------------- models
@@ -362,23 +368,66 @@ TEXTS = {
     'error_pay': {'nl': "Online betalen is nu niet mogelijk.",
         'en': "Online payment is not available right now."},
     'language': {'nl': "English", 'en': "Nederlands"},
+    'forbidden': {'nl': "Dit formulier is verlopen of kwam niet van deze "
+        "pagina. Open uw link opnieuw en probeer het nog eens.",
+        'en': "This form has expired or did not come from this page. "
+        "Please open your link again and retry."},
+    'too_large': {'nl': "Dit verzoek is te groot.",
+        'en': "This request is too large."},
+    'bad': {'nl': "Dit verzoek kunnen we niet verwerken.",
+        'en': "We cannot process this request."},
+    'how_to_pay': {'nl': "Zo betaalt u", 'en': "How to pay"},
+    'transfer': {'nl': "Maak {amount} over naar {iban} ten name van "
+        "{holder}, onder vermelding van {reference}.",
+        'en': "Transfer {amount} to {iban} in the name of {holder}, "
+        "stating {reference}."},
+    'iban': {'nl': "IBAN", 'en': "IBAN"},
+    'reference': {'nl': "Betalingskenmerk", 'en': "Payment reference"},
+    'total_owed': {'nl': "Totaal te betalen", 'en': "Total to pay"},
+    'pay_link': {'nl': "Of betaal direct online", 'en': "Or pay online now"},
+    'principal': {'nl': "Hoofdsom", 'en': "Principal"},
+    'costs': {'nl': "Incassokosten", 'en': "Collection costs"},
+    'interest': {'nl': "Wettelijke rente", 'en': "Statutory interest"},
+    'case': {'nl': "Incassodossier %s", 'en': "Collection case %s"},
+    'case_note': {'nl': "Op facturen in een incassodossier zijn ook "
+        "incassokosten en rente verschuldigd; bij een betaling gaan die "
+        "voor (art. 6:44 BW).",
+        'en': "Invoices in a collection case also owe collection costs and "
+        "interest; a payment goes to those first (art. 6:44 Dutch Civil "
+        "Code)."},
+    'documents': {'nl': "Facturen en brieven", 'en': "Invoices and letters"},
+    'letter': {'nl': "Brief van %s", 'en': "Letter of %s"},
+    'no_documents': {'nl': "Nog geen documenten.",
+        'en': "No documents yet."},
+    'error_plan_limit': {'nl': "U heeft vandaag al een regeling "
+        "aangevraagd. Wij nemen contact met u op.",
+        'en': "You already asked for a plan today. We will get back to "
+        "you."},
+    'plan_first': {'nl': "De eerste termijn vervalt op %s.",
+        'en': "The first term falls due on %s."},
     }
 DONE = {'message', 'plan', 'email'}
-ERRORS = {'items', 'amount', 'email', 'message', 'terms', 'pay'}
+ERRORS = {'items', 'amount', 'email', 'message', 'terms', 'pay',
+    'plan_limit'}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:1rem;max-width:48rem;
 margin:auto;line-height:1.4;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%}td,th{padding:.4rem;
-border-bottom:1px solid #ddd;text-align:left}td.n,th.n{text-align:right}
+border-bottom:1px solid #ddd;text-align:left}td.n,th.n{text-align:right;
+white-space:nowrap}
 .note{background:#eef6ee;padding:.6rem}.error{background:#fbeaea;
 padding:.6rem}.msg{border-left:3px solid #99b;padding:.3rem .6rem;
 margin:.5rem 0}.msg.in{border-color:#9b9}.meta{color:#666;font-size:.85rem}
 textarea,input[type=text],input[type=email],select{width:100%;
 box-sizing:border-box;padding:.5rem;font-size:1rem}
 button{padding:.6rem 1.2rem;font-size:1rem;margin-top:.5rem}
-@media (max-width:36rem){td.h,th.h{display:none}}
+@media (max-width:36rem){td.h,th.h{display:none}td,th{padding:.4rem .2rem}}
+.pay{background:#eef2fb;padding:.2rem .8rem;margin:1rem 0}
+.pay .total{font-size:1.15rem}a.button{display:inline-block;
+background:#2455b5;color:#fff;padding:.6rem 1.2rem;text-decoration:none}
+#iban,#reference{white-space:nowrap}
 """
 
 
@@ -412,7 +461,9 @@ def secure_headers(response):
         "frame-ancestors 'none'; base-uri 'none'")
     response.headers['X-Content-Type-Options'] = 'nosniff'
     response.headers['X-Frame-Options'] = 'DENY'
-    response.headers['Referrer-Policy'] = 'no-referrer'
+    # same-origin, not no-referrer: with no-referrer Chromium posts the
+    # forms with Origin: null, which trytond refuses.
+    response.headers['Referrer-Policy'] = 'same-origin'
     response.headers['Cache-Control'] = 'no-store'
     return response
 
@@ -421,19 +472,59 @@ def client_key(request):
     return request.remote_addr or 'unknown'
 
 
-def gone(request, language='nl', status=404):
-    body = html_page(t('title', language),
-        Markup('<h1>{}</h1><p>{}</p>').format(t('title', language),
-            t('gone', language)), language)
-    return respond(body, status=status)
+REFUSALS = {400: 'bad', 403: 'forbidden', 404: 'gone', 405: 'bad',
+    413: 'too_large', 429: 'slow'}
 
 
-def too_many(language='nl'):
-    body = html_page(t('title', language), Markup('<p>{}</p>').format(
-            t('slow', language)), language)
-    response = respond(body, status=429)
-    response.headers['Retry-After'] = str(RateLimiter.limits()[1])
+def refusal(status):
+    """The portal's page for a refused request, in Dutch and English (the
+    debtor's language is unknown without a valid link)."""
+    key = REFUSALS.get(status, 'bad')
+    body = Markup().join(
+        Markup('<div lang="{}"><h1>{}</h1><p>{}</p></div>').format(
+            language, t('title', language), t(key, language))
+        for language in ('nl', 'en'))
+    response = respond(html_page(t('title', 'nl'), body, 'nl'),
+        status=status)
+    if status == 429:
+        response.headers['Retry-After'] = str(setting(FAILURE_WINDOW))
     return response
+
+
+def portal_errors(endpoint):
+    "Refusals raised in a portal endpoint become the portal's own pages."
+    @functools.wraps(endpoint)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return endpoint(request, *args, **kwargs)
+        except HTTPException as error:
+            if error.code and 400 <= error.code < 500:
+                return refusal(error.code)
+            raise
+    return wrapper
+
+
+class PortalRefusals:
+    """trytond refuses a POST whose Origin is another site or null by
+    raising out of its WSGI application, which the server answers with
+    500 Internal Server Error; on the portal's paths that is the portal's
+    403 page with its headers."""
+
+    def __init__(self, application):
+        self.application = application
+
+    def __call__(self, environ, start_response):
+        try:
+            return self.application(environ, start_response)
+        except HTTPException as error:
+            if ('/payt/portal/' not in environ.get('PATH_INFO', '')
+                    or not error.code or error.code >= 500):
+                raise
+            return refusal(error.code)(environ, start_response)
+
+
+if not isinstance(app.wsgi_app, PortalRefusals):
+    app.wsgi_app = PortalRefusals(app.wsgi_app)
 
 
 def language_of(request, link):
@@ -445,16 +536,47 @@ def language_of(request, link):
 
 
 def open_link(request, token):
-    "The link of the token, or an HTTP answer; counts failures."
-    key = client_key(request)
-    if limiter.blocked(key):
-        return None, too_many()
+    """The link of the token, or an HTTP answer. Unknown tokens count
+    against the client's address; past the limit that address gets 429
+    for unknown tokens, while a valid link still opens for anyone behind
+    the same address (a 256-bit token is not found by guessing)."""
+    key = 'token:%s' % client_key(request)
     Link = Pool().get('payt.portal.link')
     link = Link.find(token)
-    if link is None:
-        limiter.fail(key)
-        return None, gone(request)
-    return link, None
+    if link is not None:
+        return link, None
+    if limited(key):
+        return None, refusal(429)
+    count_failure(key)
+    return None, refusal(404)
+
+
+Letter = collections.namedtuple('Letter', 'kind record date pdf name')
+
+
+def sent_letters(debtor):
+    "The letters sent to the debtor with their PDF, newest first."
+    pool = Pool()
+    CaseLetter = pool.get('payt.case.letter')
+    Communication = pool.get('payt.communication')
+    letters = [Letter('case', l, l.date, l.pdf, l.pdf_name or
+            'letter-%s.pdf' % l.id)
+        for l in CaseLetter.search([('case.debtor', '=', debtor.id)])
+        if l.pdf]
+    seen = set()
+    for communication in Communication.search([
+                ('item.debtor', '=', debtor.id), ('channel', '=', 'letter'),
+                ('state', 'in', ['sent', 'delivered'])],
+            order=[('id', 'ASC')]):
+        key = communication.letter_key or communication.id
+        if key in seen or not communication.letter_pdf:
+            continue
+        seen.add(key)
+        letters.append(Letter('flow', communication, communication.run_date,
+                communication.letter_pdf, communication.letter_filename
+                or 'letter-%s.pdf' % communication.id))
+    return sorted(letters, key=lambda l: (l.date, l.record.id),
+        reverse=True)
 
 
 class Portal:
@@ -523,14 +645,13 @@ class Portal:
 
     def page(self):
         pool = Pool()
-        Item = pool.get('payt.item')
         Message = pool.get('payt.message')
         Plan = pool.get('payt.plan')
         Online = pool.get('payt.online.payment')
         debtor = self.debtor
         args = self.request.args
-        items = Item.search([('debtor', '=', debtor.id),
-                ('state', '=', 'open')], order=[('due_date', 'ASC')])
+        owed = balance(debtor)
+        items = [o.item for o in owed.items]
         planned = {i.id for p in Plan.search([('debtor', '=', debtor.id),
                     ('state', '=', 'running')]) for i in p.items()}
         pending = Online.pending_by_item(items)
@@ -551,16 +672,11 @@ class Portal:
                 self.t('error_' + error))
         payment_id = args.get('payment', '')
         if payment_id.isdigit():
-            payments = Online.search([('id', '=', int(payment_id)),
-                    ('debtor', '=', debtor.id)])
-            if payments:
-                status = payments[0].status
-                key = ('done_paid' if status == 'paid' else 'done_pending'
-                    if status == 'open' else 'done_failed')
-                body += Markup('<p class="note" id="payment">{}</p>').format(
-                    self.t(key))
-        body += self.items_table(items, planned, pending)
+            body += self.payment_note(int(payment_id))
+        body += self.payment_data(owed)
+        body += self.items_table(owed, planned, pending)
         body += self.plans_section()
+        body += self.documents_section(items)
         body += self.messages_section(items)
         body += self.plan_form()
         body += self.email_form()
@@ -573,37 +689,49 @@ class Portal:
         return respond(html_page(self.t('title'), body, self.language),
             cookies=self.new_cookies)
 
-    def items_table(self, items, planned, pending):
-        if not items:
+    def payment_note(self, payment_id):
+        "Back from the checkout: what Mollie says of the payment now."
+        Online = Pool().get('payt.online.payment')
+        payments = Online.search([('id', '=', payment_id),
+                ('debtor', '=', self.debtor.id)])
+        if not payments:
+            return Markup()
+        status = payments[0].status
+        key = ('done_paid' if status == 'paid' else 'done_pending'
+            if status == 'open' else 'done_failed')
+        return Markup('<p class="note" id="payment">{}</p>').format(
+            self.t(key))
+
+    def payment_data(self, owed):
+        "IBAN, reference, amount and the online payment link (issue 9.5)."
+        if owed.total <= 0:
+            return Markup()
+        administration = self.administration
+        out = Markup('<section id="payment-data" class="pay"><h2>{}</h2>'
+            '<p class="total">{}: <strong>{}</strong></p>').format(
+            self.t('how_to_pay'), self.t('total_owed'),
+            self.money(owed.total))
+        if administration.payment_iban:
+            out += Markup('<p>{}</p>').format(Markup(self.t('transfer')).format(
+                    amount=Markup('<strong>{}</strong>').format(
+                        self.money(owed.total)),
+                    iban=Markup('<strong id="iban">{}</strong>').format(
+                        administration.iban_display()),
+                    holder=administration.company.rec_name,
+                    reference=Markup('<strong id="reference">{}</strong>'
+                        ).format(owed.reference())))
+        out += Markup('<p><a class="button" href="#pay">{}</a></p>'
+            '</section>').format(self.t('pay_link'))
+        return out
+
+    def items_table(self, owed, planned, pending):
+        if not owed.items:
             return Markup('<p>{}</p>').format(self.t('none_open'))
         rows = Markup()
-        for item in items:
-            notes = []
-            if item.id in planned:
-                notes.append(self.t('state_plan'))
-            if pending.get(item.id):
-                notes.append('%s %s' % (self.money(pending[item.id]),
-                        self.t('paid_online')))
-            pdf = Markup()
-            if item.invoice_pdf:
-                pdf = Markup('<a href="{}/invoice/{}">{}</a>').format(
-                    self.request.path, item.id, self.t('pdf'))
-            rows += Markup(
-                '<tr><td><label><input type="checkbox" name="item" '
-                'value="{id}"{checked}> {number}</label>'
-                '<div class="meta">{description}{notes}</div></td>'
-                '<td class="h">{date}</td><td>{due}</td>'
-                '<td class="n h">{amount}</td><td class="n">{open}</td>'
-                '<td>{pdf}</td></tr>').format(
-                id=item.id, checked=Markup('') if item.id in planned
-                else Markup(' checked'),
-                number=item.number or item.external_id,
-                description=item.description or '',
-                notes=(' - ' + ', '.join(notes)) if notes else '',
-                date=self.date(item.invoice_date), due=self.date(
-                    item.due_date), amount=self.money(item.amount),
-                open=self.money(item.open_amount), pdf=pdf)
-        total = sum((i.open_amount for i in items), Decimal(0))
+        for line in owed.items:
+            rows += self.item_row(line, planned, pending)
+        for case in owed.cases:
+            rows += self.case_rows(case)
         mandate = Markup()
         if self.debtor.mollie_mandate_id:
             mandate = Markup('<p id="mandate">{}</p>').format(
@@ -613,22 +741,94 @@ class Portal:
                 '<p><label><input type="checkbox" name="mandate" value="1">'
                 ' {}</label></p>').format(self.t('mandate')
                 % self.administration.company.rec_name)
+        note = Markup()
+        if owed.cases:
+            note = Markup('<p class="meta">{}</p>').format(
+                self.t('case_note'))
         return Markup(
-            '<h2>{pay_title}</h2><form method="post" action="{action}">'
+            '<h2 id="pay">{pay_title}</h2><form method="post" '
+            'action="{action}">'
             '{csrf}<input type="hidden" name="action" value="pay">'
-            '<table><tr><th>{invoice}</th><th class="h">{date}</th>'
-            '<th>{due}</th><th class="n h">{amount}</th><th class="n">{open}'
-            '</th><th></th></tr>{rows}<tr><th colspan="4" class="h"></th>'
-            '<th class="n">{total}</th><th></th></tr></table>'
-            '<p><label>{pay_amount}<input type="text" name="amount" '
+            '<table id="items"><tr><th>{invoice}</th><th class="h">{date}'
+            '</th><th>{due}</th><th class="n h">{amount}</th>'
+            '<th class="n">{open}</th><th class="h"></th></tr>{rows}'
+            '<tr><th>{total_label}</th><th class="h"></th><th></th>'
+            '<th class="h"></th><th class="n" id="total">{total}</th>'
+            '<th class="h"></th></tr></table>'
+            '{note}<p><label>{pay_amount}<input type="text" name="amount" '
             'inputmode="decimal" maxlength="20"></label></p>{mandate}'
             '<button name="pay" value="1">{pay}</button></form>').format(
             pay_title=self.t('pay_title'), action=self.action_url(),
             csrf=self.csrf_field(), invoice=self.t('invoice'),
             date=self.t('date'), due=self.t('due'),
             amount=self.t('amount'), open=self.t('open'), rows=rows,
-            total=self.money(total), pay_amount=self.t('pay_amount'),
-            mandate=mandate, pay=self.t('pay'))
+            total_label=self.t('total_owed'), total=self.money(owed.total),
+            note=note, pay_amount=self.t('pay_amount'), mandate=mandate,
+            pay=self.t('pay'))
+
+    def item_row(self, line, planned, pending):
+        item = line.item
+        notes = []
+        if line.case:
+            notes.append(self.t('case') % line.case.id)
+        if item.id in planned:
+            notes.append(self.t('state_plan'))
+        if pending.get(item.id):
+            notes.append('%s %s' % (self.money(pending[item.id]),
+                    self.t('paid_online')))
+        pdf = Markup()
+        if item.invoice_pdf:
+            pdf = Markup('<a href="{}/invoice/{}">{}</a>').format(
+                self.request.path, item.id, self.t('pdf'))
+        return Markup(
+            '<tr class="item"><td><label><input type="checkbox" name="item" '
+            'value="{id}"{checked}> {number}</label>'
+            '<div class="meta">{description}{notes}</div></td>'
+            '<td class="h">{date}</td><td>{due}</td>'
+            '<td class="n h">{amount}</td><td class="n">{open}</td>'
+            '<td class="h">{pdf}</td></tr>').format(
+            id=item.id, checked=Markup('') if item.id in planned
+            else Markup(' checked'),
+            number=item.number or item.external_id,
+            description=item.description or '',
+            notes=(' - ' + ', '.join(notes)) if notes else '',
+            date=self.date(item.invoice_date), due=self.date(item.due_date),
+            amount=self.money(item.amount), open=self.money(line.principal),
+            pdf=pdf)
+
+    def case_rows(self, line):
+        "A case's costs and interest, each on a row of its own."
+        rows = Markup()
+        for key, amount in [('costs', line.costs),
+                ('interest', line.interest)]:
+            if amount:
+                rows += Markup('<tr class="{key}"><td>{label} - {case}</td>'
+                    '<td class="h"></td><td></td><td class="h"></td>'
+                    '<td class="n">{amount}</td><td class="h"></td></tr>'
+                    ).format(key=key, label=self.t(key),
+                    case=self.t('case') % line.case.id,
+                    amount=self.money(amount))
+        return rows
+
+    def documents_section(self, items):
+        "The invoices (PDF) and the letters sent, to download."
+        links = Markup()
+        for item in items:
+            if item.invoice_pdf:
+                links += Markup('<li><a href="{}/invoice/{}" download>{} {}'
+                    '</a></li>'
+                    ).format(self.request.path, item.id, self.t('invoice'),
+                    item.number or item.external_id)
+        for letter in sent_letters(self.debtor):
+            links += Markup('<li><a class="letter" href="{}/letter/{}/{}" '
+                'download>{}</a></li>').format(self.request.path, letter.kind,
+                letter.record.id, self.t('letter') % self.date(letter.date))
+        if not links:
+            return Markup('<h2>{}</h2><p>{}</p>').format(
+                self.t('documents'), self.t('no_documents'))
+        return Markup('<section id="documents"><h2>{}</h2><ul>{}</ul>'
+            '</section>').format(
+            self.t('documents'), links)
 
     def plans_section(self):
         Plan = Pool().get('payt.plan')
@@ -731,6 +931,31 @@ class Portal:
             return None
         return items
 
+    def postcode_key(self):
+        return 'postcode:%s:%s' % (self.link.id, client_key(self.request))
+
+    def do_verify(self, form):
+        link = self.link
+        key = self.postcode_key()
+        if limited(key, POSTCODE_LIMIT):
+            return refusal(429)
+        given = normalise_postcode(form.get('postcode'))[:12]
+        expected = normalise_postcode(link.debtor.postal_code)
+        if not link.needs_postcode() or hmac.compare_digest(
+                given.encode(), expected.encode()):
+            response = self.back()
+            response.set_cookie('payt_pc_%s' % link.id,
+                link.sign('postcode'), httponly=True, samesite='Lax',
+                secure=base_url().startswith('https'), path='/')
+            return response
+        count_failure(key)
+        link.postcode_failures = (link.postcode_failures or 0) + 1
+        if link.postcode_failures >= POSTCODE_REVOKE:
+            link.revoked = True
+            link.revoked_at = datetime.datetime.now()
+        link.save()
+        return self.postcode_page(error=True)
+
     def do_message(self, form):
         Message = Pool().get('payt.message')
         body = (form.get('body') or '').strip()
@@ -748,33 +973,50 @@ class Portal:
         return self.back(done='message')
 
     def do_plan(self, form):
+        """A draft plan over what the debtor owes now and no plan covers
+        yet: items outside a case by their open amount, cases by all they
+        ask (costs and interest included); at most PLAN_LIMIT per link and
+        day."""
         pool = Pool()
         Plan = pool.get('payt.plan')
-        Item = pool.get('payt.item')
         Attention = pool.get('payt.attention')
+        Attempt = pool.get('payt.portal.attempt')
         try:
             terms = int(form.get('terms', ''))
         except ValueError:
             terms = 0
         if not 2 <= terms <= 24:
             return self.back(error='terms')
+        key = 'plan:%s' % self.link.id
+        if Attempt.blocked(key, setting(PLAN_LIMIT), DAY):
+            return self.back(error='plan_limit')
         note = (form.get('note') or '').strip()[:2000]
-        items = Item.search([('debtor', '=', self.debtor.id),
-                ('state', '=', 'open'), ('open_amount', '>', 0)])
-        busy = {i.id for p in Plan.search([('debtor', '=', self.debtor.id),
-                    ('state', '=', 'running')]) for i in p.items()}
-        items = [i for i in items if i.id not in busy]
-        if not items:
+        items, cases = self.plannable()
+        if not items and not cases:
             return self.back(error='items')
-        today = pool.get('ir.date').today()
-        plan = Plan.create_for(self.debtor, items, [], terms,
-            today + datetime.timedelta(days=14), requested=True,
+        Attempt.record(key)
+        plan = Plan.create_for(self.debtor, items, cases, terms,
+            max(pool.get('ir.date').today() + datetime.timedelta(days=14),
+                Plan.earliest_start_date(3)), requested=True,
             request_note=note)
         Attention.raise_for(self.administration, 'plan_requested',
             "%s asks for a payment plan in %s terms (plan %s)%s" % (
                 self.debtor.name, terms, plan.id,
                 (': ' + note) if note else ''), debtor=self.debtor)
         return self.back(done='plan')
+
+    def plannable(self):
+        "(items, cases) owed now that no running plan covers."
+        Plan = Pool().get('payt.plan')
+        owed = balance(self.debtor)
+        busy = {i.id for p in Plan.search([('debtor', '=', self.debtor.id),
+                    ('state', '=', 'running')]) for i in p.items()}
+        items = [o.item for o in owed.items if not o.case
+            and o.principal > 0 and o.item.id not in busy]
+        cases = [c.case for c in owed.cases
+            if c.case.remaining_total > 0
+            and not any(i.id in busy for i in c.case.items)]
+        return items, cases
 
     def do_email(self, form):
         Attention = Pool().get('payt.attention')
@@ -826,6 +1068,8 @@ def _portal(request, pool, token, post):
     link.save()
     if not post:
         if not portal.verified():
+            if limited(portal.postcode_key(), POSTCODE_LIMIT):
+                return refusal(429)
             return portal.postcode_page()
         return portal.page()
     form = request.form
@@ -833,22 +1077,7 @@ def _portal(request, pool, token, post):
         raise Forbidden("Invalid or missing CSRF token")
     action = form.get('action')
     if action == 'verify':
-        given = normalise_postcode(form.get('postcode'))[:12]
-        expected = normalise_postcode(link.debtor.postal_code)
-        if not link.needs_postcode() or hmac.compare_digest(
-                given.encode(), expected.encode()):
-            response = portal.back()
-            response.set_cookie('payt_pc_%s' % link.id,
-                link.sign('postcode'), httponly=True, samesite='Strict',
-                secure=base_url().startswith('https'), path='/')
-            return response
-        limiter.fail(client_key(request))
-        link.postcode_failures = (link.postcode_failures or 0) + 1
-        if link.postcode_failures >= 10:
-            link.revoked = True
-            link.revoked_at = datetime.datetime.now()
-        link.save()
-        return portal.postcode_page(error=True)
+        return portal.do_verify(form)
     if not portal.verified():
         raise Forbidden("Postcode check required")
     handler = {'message': portal.do_message, 'plan': portal.do_plan,
@@ -859,6 +1088,7 @@ def _portal(request, pool, token, post):
 
 
 @app.route('/<database_name>/payt/portal/<token>', methods=['GET'])
+@portal_errors
 @with_pool
 @with_transaction(readonly=False)
 def portal_get(request, pool, token):
@@ -867,35 +1097,59 @@ def portal_get(request, pool, token):
 
 @app.route('/<database_name>/payt/portal/<token>', methods=['POST'])
 @set_max_request_size(MAX_REQUEST)
+@portal_errors
 @with_pool
 @with_transaction(readonly=False)
 def portal_post(request, pool, token):
     return _portal(request, pool, token, post=True)
 
 
-@app.route('/<database_name>/payt/portal/<token>/invoice/<int:item_id>',
-    methods=['GET'])
-@with_pool
-@with_transaction(readonly=True)
-def portal_invoice(request, pool, token, item_id):
+def _document(request, token, find):
+    """A PDF of the link's debtor: find(debtor) gives (bytes, name) or
+    None."""
     link, answer = open_link(request, token)
     if answer:
         return answer
     portal = Portal(request, link, language_of(request, link))
     if not portal.verified():
         raise Forbidden("Postcode check required")
-    Item = pool.get('payt.item')
-    items = Item.search([('id', '=', item_id),
-            ('debtor', '=', link.debtor.id)])
-    if not items or not items[0].invoice_pdf:
+    found = find(link.debtor)
+    if not found or not found[0]:
         raise NotFound()
-    item, = items
-    name = re.sub(r'[^A-Za-z0-9._-]', '_', item.invoice_pdf_name
-        or 'invoice-%s.pdf' % item.id)
-    response = Response(bytes(item.invoice_pdf),
-        content_type='application/pdf')
+    data, name = found
+    name = re.sub(r'[^A-Za-z0-9._-]', '_', name)
+    response = Response(bytes(data), content_type='application/pdf')
     response.headers['Content-Disposition'] = 'inline; filename="%s"' % name
     return secure_headers(response)
+
+
+@app.route('/<database_name>/payt/portal/<token>/invoice/<int:item_id>',
+    methods=['GET'])
+@portal_errors
+@with_pool
+@with_transaction(readonly=False)
+def portal_invoice(request, pool, token, item_id):
+    def find(debtor):
+        items = pool.get('payt.item').search([('id', '=', item_id),
+                ('debtor', '=', debtor.id)])
+        if items and items[0].invoice_pdf:
+            return items[0].invoice_pdf, (items[0].invoice_pdf_name
+                or 'invoice-%s.pdf' % item_id)
+    return _document(request, token, find)
+
+
+@app.route('/<database_name>/payt/portal/<token>/letter/<kind>/<int:id_>',
+    methods=['GET'])
+@portal_errors
+@with_pool
+@with_transaction(readonly=False)
+def portal_letter(request, pool, token, kind, id_):
+    "A letter sent to the debtor: of a case, or of the flow."
+    def find(debtor):
+        for letter in sent_letters(debtor):
+            if (letter.kind, letter.record.id) == (kind, id_):
+                return letter.pdf, letter.name
+    return _document(request, token, find)
 
 
 # ------------------------------------------------------------------ demo
@@ -919,7 +1173,8 @@ def build_portal_demo(pool, administrations, progress=print):
     Template = pool.get('payt.flow.step.template')
     administration = administrations[0]
     Administration.write(list(administrations), {
-            'mollie_api_key': 'test_paytdemo000000000000000000000'})
+            'mollie_api_key': 'test_paytdemo000000000000000000000',
+            'payment_iban': 'NL02ABNA0123456789'})
     # Every reminder carries the debtor's personal portal link.
     templates = {t for a in administrations for s in a.flow.steps
         for t in s.templates if '${portal_url}' not in t.body}
@@ -951,7 +1206,7 @@ def build_portal_demo(pool, administrations, progress=print):
     if len(debtors) > 1:
         other = debtors[1]
         plan = Plan.create_for(other, by_debtor[other], [], 3,
-            pool.get('ir.date').today() + datetime.timedelta(days=2))
+            Plan.earliest_start_date(3))
         Plan.start([plan])
     _, token = Link.issue(debtor)
     url = Link.url(token)

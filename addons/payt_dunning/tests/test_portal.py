@@ -163,7 +163,8 @@ class PortalServer:
                     'debtors': [
                         {'external_id': 'A', 'name': 'Anna <b>Bakker</b>',
                             'email': 'anna@example.com', 'language': 'nl',
-                            'postal_code': '1012 AB'},
+                            'postal_code': '1012 AB',
+                            'street': 'Damrak 1', 'city': 'Amsterdam'},
                         {'external_id': 'B', 'name': 'Bram Visser',
                             'email': 'bram@example.com', 'language': 'en',
                             'postal_code': '3511 KL'}],
@@ -187,6 +188,11 @@ class PortalServer:
                             'amount': '999.00', 'open_amount': '999.00'}]})
             return administration.id
 
+    def clear_attempts(self):
+        "Forget the rate limits' counts (they live in the database)."
+        with self.transaction() as pool:
+            pool.get('payt.portal.attempt').clear()
+
     def link(self, administration_id, external_id, days=None, **values):
         "A fresh portal link: (url, link id)."
         with self.transaction() as pool:
@@ -199,6 +205,24 @@ class PortalServer:
             if values:
                 Link.write([link], values)
             return Link.url(token, self.name), link.id
+
+    def open_case(self, administration_id, external_id):
+        """A collection case over the item, escalated past its 14-day
+        term so that it charges costs and accrues interest."""
+        def escalate(pool):
+            Administration = pool.get('payt.administration')
+            Case = pool.get('payt.case')
+            Item = pool.get('payt.item')
+            item, = Item.search([('administration', '=', administration_id),
+                    ('external_id', '=', external_id)])
+            case, = Case.open_for_items([item], TODAY)
+            Case.escalate([case])
+            letter, = Case(case.id).letters
+            Case.escalate_all(Administration(administration_id),
+                letter.costs_chargeable_from or TODAY + datetime.timedelta(
+                    days=15))
+            return case.id
+        return self.call(escalate)
 
     def items(self, administration_id):
         with self.transaction() as pool:
@@ -222,8 +246,7 @@ class PortalCase(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        from trytond.modules.payt_dunning.portal import limiter
-        limiter.reset()
+        self.server.clear_attempts()
         self.administration = self.server.setup_administration(
             'Portal %s BV' % secrets.token_hex(3))
         self.url, self.link_id = self.server.link(self.administration, 'A')
@@ -281,7 +304,8 @@ class PortalTestCase(PortalCase):
         self.assertIn('EUR 121.00', english)
         headers = response.headers
         self.assertIn("default-src 'none'", headers['Content-Security-Policy'])
-        self.assertEqual(headers['Referrer-Policy'], 'no-referrer')
+        # same-origin: Chromium then posts the forms with their Origin.
+        self.assertEqual(headers['Referrer-Policy'], 'same-origin')
         self.assertEqual(headers['Cache-Control'], 'no-store')
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
 
@@ -381,7 +405,7 @@ class PortalTestCase(PortalCase):
         self.assertEqual(self.query('payt.attention', self.ours([])), 0)
 
     def test_token_guessing_is_rate_limited(self):
-        "After 10 wrong tokens the address is refused, even a right token"
+        "After 10 wrong tokens the address gets 429; a right token opens"
         base = self.url.rsplit('/', 1)[0]
         codes = [self.get(base + '/' + secrets.token_urlsafe(32)).status_code
             for _ in range(10)]
@@ -389,10 +413,12 @@ class PortalTestCase(PortalCase):
         response = self.get(base + '/' + secrets.token_urlsafe(32))
         self.assertEqual(response.status_code, 429)
         self.assertIn('Retry-After', response.headers)
-        self.assertEqual(self.get().status_code, 429)
-        from trytond.modules.payt_dunning.portal import limiter
-        limiter.reset()
+        self.assertEqual(response.headers['X-Frame-Options'], 'DENY')
+        # The debtor behind the same proxy is not locked out.
         self.assertEqual(self.get().status_code, 200)
+        self.server.clear_attempts()
+        self.assertEqual(self.get(base + '/' + secrets.token_urlsafe(32)
+                ).status_code, 404)
 
     def test_posted_script_tags_come_back_inert(self):
         "Messages and names are escaped on the page"
@@ -496,11 +522,15 @@ class PortalTestCase(PortalCase):
         # The check is per link: another link asks again.
         other, _ = self.server.link(self.administration, 'A')
         self.assertIn('name="postcode"', self.get(other).text)
-        # Wrong postcodes count toward the address's limit (one so far).
-        for _ in range(9):
+        # Wrong postcodes count per link and address: 5, then 429 for
+        # that link only; the first link (verified) still opens.
+        for _ in range(5):
             self.assertEqual(self.form({'action': 'verify',
                         'postcode': '0000 AA'}, url=other).status_code, 401)
         self.assertEqual(self.get(other).status_code, 429)
+        self.assertEqual(self.get().status_code, 200)
+        third, _ = self.server.link(self.administration, 'A')
+        self.assertIn('name="postcode"', self.get(third).text)
 
     def test_large_requests_are_refused(self):
         "No uploads: a body above 64 KiB is refused"
@@ -539,3 +569,196 @@ class PortalTestCase(PortalCase):
             mails['bram@example.com'].get_content()).group(0)
         self.assertNotEqual(bram, url.group(0))
         self.assertNotIn('F-A1', requests.get(bram, timeout=30).text)
+
+
+class PortalMoneyTestCase(PortalCase):
+    "What the portal asks adds up to what the back office asks"
+
+    def case_figures(self, case_id):
+        with self.server.transaction() as pool:
+            case = pool.get('payt.case')(case_id)
+            return {'costs': case.remaining_costs,
+                'interest': case.remaining_interest,
+                'principal': case.remaining_principal,
+                'total': case.remaining_total}
+
+    def money(self, amount):
+        "EUR 1.234,56 as the Dutch page writes it."
+        text = '{:,.2f}'.format(amount).translate(str.maketrans(',.', '.,'))
+        return 'EUR ' + text
+
+    def test_page_owes_what_the_case_asks(self):
+        "Principal, costs and interest of the case; total = back office"
+        with self.server.transaction() as pool:
+            Administration = pool.get('payt.administration')
+            Administration.write([Administration(self.administration)],
+                {'payment_iban': 'nl02 abna 0123 4567 89'})
+        case_id = self.server.open_case(self.administration, 'A1')
+        figures = self.case_figures(case_id)
+        self.assertGreater(figures['costs'], 0)
+        self.assertGreater(figures['interest'], 0)
+        page = self.get().text
+        total = figures['total'] + Decimal('60.50')
+        self.assertIn(self.money(figures['costs']), page)
+        self.assertIn(self.money(figures['interest']), page)
+        self.assertIn('Incassokosten', page)
+        self.assertIn('Wettelijke rente', page)
+        self.assertIn('<th class="n" id="total">%s</th>'
+            % self.money(total), page)
+        # Payment data: IBAN, reference, amount, a link to pay.
+        data = re.search(r'<section id="payment-data".*?</section>', page,
+            re.S).group(0)
+        self.assertIn('NL02 ABNA 0123 4567 89', data)
+        self.assertIn('<strong id="reference">F-A1 F-A2</strong>', data)
+        self.assertIn(self.money(total), data)
+        self.assertIn('href="#pay"', data)
+        # The case's 14-day letter can be downloaded.
+        letter = re.search(r'href="([^"]+/letter/case/\d+)"', page).group(1)
+        response = self.get(self.server.url + letter)
+        self.assertEqual(response.status_code, 200)
+        self.assertTrue(response.content.startswith(b'%PDF'))
+        # Another debtor's link does not open it.
+        b_url, _ = self.server.link(self.administration, 'B')
+        self.assertEqual(requests.get(b_url + letter[letter.index(
+                        '/letter/'):], timeout=30).status_code, 404)
+
+    def test_plan_takes_the_case_and_leaves_out_what_was_paid(self):
+        "A plan over the case (costs included), not the item paid just now"
+        case_id = self.server.open_case(self.administration, 'A1')
+        # A2 is paid online a minute before the plan is asked.
+        response = self.form({'action': 'pay',
+                'item': [str(self.item_ids['A2'])]})
+        self.assertEqual(response.status_code, 303)
+        mollie_id = response.headers['Location'].rsplit('/', 1)[1]
+        self.server.mollie.set_status(mollie_id, 'paid')
+        self.assertEqual(self.query('payt.item', self.ours([
+                        ('external_id', '=', 'A2'), ('state', '=', 'paid')])),
+            1)
+        response = self.form({'action': 'plan', 'terms': '3'})
+        self.assertIn('done=plan', response.headers['Location'])
+        figures = self.case_figures(case_id)
+        with self.server.transaction() as pool:
+            Plan = pool.get('payt.plan')
+            plan, = Plan.search(self.ours([]))
+            self.assertEqual([(l.item, l.case and l.case.id, l.amount)
+                    for l in plan.lines], [(None, case_id, figures['total'])])
+            self.assertEqual(plan.total, figures['total'])
+            self.assertEqual(sum(t.amount for t in plan.terms),
+                figures['total'])
+            first = min(t.due_date for t in plan.terms)
+            # Its reminder (3 days before) goes out after today.
+            self.assertGreater(first - datetime.timedelta(
+                    days=plan.reminder_days), TODAY)
+
+    def test_first_term_of_a_new_plan_is_after_its_reminder(self):
+        "Back office too: the first term does not fall due today"
+        with self.server.transaction() as pool:
+            Plan = pool.get('payt.plan')
+            self.assertEqual(Plan.default_start_date(),
+                TODAY + datetime.timedelta(days=4))
+            self.assertEqual(Plan.earliest_start_date(0),
+                TODAY + datetime.timedelta(days=1))
+
+    def test_plan_requests_are_limited_per_link_and_day(self):
+        "Three requests a day per link; a fourth is refused, nothing made"
+        for _ in range(3):
+            response = self.form({'action': 'plan', 'terms': '2'})
+            self.assertIn('done=plan', response.headers['Location'])
+        response = self.form({'action': 'plan', 'terms': '2'})
+        self.assertIn('error=plan_limit', response.headers['Location'])
+        self.assertEqual(self.query('payt.plan', self.ours([])), 3)
+
+
+class PortalLimitTestCase(PortalCase):
+    "Limits and refusals as every server process sees them"
+
+    def test_rate_limit_is_seen_by_every_connection(self):
+        "Failures counted by the server block another server's requests"
+        from trytond.wsgi import app
+        base = self.url.rsplit('/', 1)[0]
+        for _ in range(10):
+            self.get(base + '/' + secrets.token_urlsafe(32))
+        # Another connection to the database sees the block.
+        with self.server.transaction() as pool:
+            Attempt = pool.get('payt.portal.attempt')
+            self.assertTrue(Attempt.blocked('token:127.0.0.1', 10, 600))
+            self.assertFalse(Attempt.blocked('token:10.0.0.1', 10, 600))
+        # A second server (its own connections) refuses at once.
+        second = make_server('127.0.0.1', 0, app, threaded=True)
+        thread = threading.Thread(target=second.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(second.server_close)
+        self.addCleanup(second.shutdown)
+        other = base.replace(self.server.url,
+            'http://127.0.0.1:%s' % second.server_port)
+        response = requests.get(other + '/' + secrets.token_urlsafe(32),
+            timeout=30)
+        self.assertEqual(response.status_code, 429)
+
+    def assert_secure(self, response):
+        headers = response.headers
+        self.assertIn("default-src 'none'", headers['Content-Security-Policy'])
+        self.assertEqual(headers['X-Frame-Options'], 'DENY')
+        self.assertEqual(headers['X-Content-Type-Options'], 'nosniff')
+        self.assertEqual(headers['Referrer-Policy'], 'same-origin')
+        self.assertEqual(headers['Cache-Control'], 'no-store')
+        self.assertIn('text/html', headers['Content-Type'])
+
+    def test_refusals_are_portal_pages_with_security_headers(self):
+        "404, 403 (CSRF, other site, Origin null), never a 500"
+        base = self.url.rsplit('/', 1)[0]
+        response = self.get(base + '/' + secrets.token_urlsafe(32))
+        self.assertEqual(response.status_code, 404)
+        self.assert_secure(response)
+        self.assertIn('ongeldig of verlopen', response.text)
+        response = self.form({'action': 'message', 'body': 'x'},
+            csrf='0' * 64)
+        self.assertEqual(response.status_code, 403)
+        self.assert_secure(response)
+        self.assertIn('Open uw link opnieuw', response.text)
+        self.assertIn('Please open your link again', response.text)
+        for origin in ['http://evil.example', 'null']:
+            page = self.get().text
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"',
+                page).group(1)
+            response = self.browser.post(self.url, data={
+                    'action': 'message', 'body': 'x', 'csrf': csrf},
+                headers={'Origin': origin}, allow_redirects=False,
+                timeout=30)
+            self.assertEqual(response.status_code, 403, origin)
+            self.assert_secure(response)
+        # The page's own origin, as Chromium sends it: accepted.
+        page = self.get().text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+        response = self.browser.post(self.url, data={'action': 'message',
+                'body': 'Same origin', 'csrf': csrf},
+            headers={'Origin': self.server.url}, allow_redirects=False,
+            timeout=30)
+        self.assertEqual(response.status_code, 303)
+        self.assertEqual(self.query('payt.message', self.ours([])), 1)
+
+    def test_a_50_mb_post_is_refused_before_it_is_read(self):
+        "413 with the portal's headers; nothing stored"
+        self.get()
+        body = b'body=' + b'x' * (50 * 1024 * 1024)
+        try:
+            response = self.browser.post(self.url, data=body, headers={
+                    'Content-Type': 'application/x-www-form-urlencoded'},
+                timeout=60)
+        except requests.ConnectionError:
+            # The server answered and closed before the client was done.
+            response = None
+        if response is not None:
+            self.assertEqual(response.status_code, 413)
+            self.assert_secure(response)
+        self.assertEqual(self.query('payt.message', self.ours([])), 0)
+
+    def test_request_logs_do_not_carry_the_token(self):
+        "The server's request logs mask the portal token"
+        token = self.url.rsplit('/', 1)[1]
+        with self.assertLogs(level='INFO') as logs:
+            self.assertEqual(self.get().status_code, 200)
+            self.get(self.url + '/invoice/0')
+        text = '\n'.join(logs.output)
+        self.assertIn('/payt/portal/***', text)
+        self.assertNotIn(token, text)
