@@ -24,7 +24,7 @@ from trytond.tools import logging as trytond_logging
 SENSITIVE_KEYS = {'api_key', 'partner_key', 'subscription_key',
     'environment_code', '_masked'}
 PATTERNS = [
-    (re.compile(r'(/payt/portal/)[A-Za-z0-9_-]{43}'), r'\1***'),
+    (re.compile(r'(/payt/portal/)[A-Za-z0-9_-]+'), r'\1***'),
     (re.compile(r'([?&;](?:token|secret|signature)=)[^&;\s\'"]*',
             re.IGNORECASE), r'\1***'),
     ]

@@ -51,26 +51,6 @@ from .portal_limit import (
     POSTCODE_REVOKE, setting)
 
 logger = logging.getLogger(__name__)
-TOKEN_IN_PATH = re.compile(r'(/payt/portal/)[A-Za-z0-9_-]+')
-
-
-class MaskPortalTokens(logging.Filter):
-    """The request logs of trytond and werkzeug write each URL; a portal
-    URL is a key to the debtor's page, so its token never reaches a log."""
-
-    def filter(self, record):
-        message = record.getMessage()
-        masked = TOKEN_IN_PATH.sub(r'\1***', message)
-        if masked != message:
-            record.msg, record.args = masked, ()
-        return True
-
-
-for _name in ('trytond.wsgi', 'werkzeug'):
-    _logger = logging.getLogger(_name)
-    if not any(isinstance(f, MaskPortalTokens) for f in _logger.filters):
-        _logger.addFilter(MaskPortalTokens())
-
 DEFAULT_BASE_URL = 'http://127.0.0.1:8000'
 TOKEN_RE = re.compile(r'^[A-Za-z0-9_-]{43}$')
 MAX_REQUEST = 64 * 1024
