@@ -8,7 +8,11 @@ import logging
 import os
 import sys
 
-from .errors import HubError, LinkError
+from .errors import HubError, LinkError, TransientError
+
+#: exit codes: 2 configuration (fix the link), 75 temporary (EX_TEMPFAIL:
+#: the package did not answer; try again later), 1 anything else
+EXIT_CONFIGURATION, EXIT_TEMPORARY = 2, 75
 
 
 def _settings(pairs):
@@ -309,9 +313,12 @@ def main(argv=None):
     logsafe.install()
     try:
         return args.func(args)
+    except TransientError as exc:
+        print(f'temporary error, try again later: {exc}', file=sys.stderr)
+        return EXIT_TEMPORARY
     except LinkError as exc:
         print(f'link error ({exc.reason}): {exc}', file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     except HubError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

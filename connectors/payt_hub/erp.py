@@ -130,6 +130,7 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
     being booked (for Celery's retry)."""
     from .adapters.base import get_adapter
     from .proteus_sink import ProteusSink
+    from .retry import sync_settings
     from .sync import run_sync
     out = {'link': link['id'], 'administration': link['administration'],
            'administration_name': link.get('administration_name'),
@@ -139,7 +140,7 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
     try:
         if link.get('error') or not link.get('settings'):
             raise LinkError(link.get('error') or 'link not configured')
-        settings = dict(link['settings'])
+        settings = sync_settings(link['settings'])
         if os.environ.get('PAYT_HUB_PAGE_SIZE'):  # operations / tests
             settings['page_size'] = int(os.environ['PAYT_HUB_PAGE_SIZE'])
         adapter = get_adapter(link['package'], **settings)
@@ -153,7 +154,11 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
         if isinstance(exc, LinkError):
             out['reason'] = exc.reason
         if isinstance(exc, TransientError):
+            # not a configuration error, also when it happens while the
+            # link is checked: say so, and let Celery retry it
             transient = exc
+            out['transient'] = True
+            out['error'] = f'temporary error, retried later: {exc}'
     except Exception as exc:
         if not _is_erp_error(exc):
             raise
