@@ -4,6 +4,7 @@
 failing days and lift on success."""
 import datetime
 import unittest
+from decimal import Decimal
 
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
@@ -14,6 +15,10 @@ from trytond.transaction import Transaction
 from .tools import create_administration, days
 
 try:
+    from payt_hub.simulators.exact import (
+        CLIENT_ID as EXACT_CLIENT_ID, CLIENT_SECRET as EXACT_SECRET,
+        DIVISION as EXACT_DIVISION, REDIRECT_URI as EXACT_REDIRECT,
+        ExactSimulator)
     from payt_hub.simulators.imuis import (
         TEST_ENVIRONMENT, TEST_PARTNER_KEY, ImuisSimulator)
     from payt_hub.simulators.snelstart import (
@@ -65,11 +70,14 @@ class HubTestCase(unittest.TestCase):
         activate_module('payt_dunning')
         cls.imuis = ImuisSimulator(debtors=4, items=12, seed=3).start()
         cls.snelstart = SnelstartSimulator(debtors=4, items=12, seed=3).start()
+        cls.exact = ExactSimulator(debtors=4, items=15, seed=3,
+            currencies=('EUR', 'USD')).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.imuis.stop()
         cls.snelstart.stop()
+        cls.exact.stop()
         super().tearDownClass()
 
     def imuis_link(self, administration, code=TEST_ENVIRONMENT):
@@ -375,3 +383,147 @@ class HubTestCase(unittest.TestCase):
         self.assertEqual(link.state, 'failed')
         self.assertIn('iMUIS GetStamtabelRecords', link.last_error)
         self.assertEqual(link.consecutive_failures, 1)
+
+    def exact_link(self, administration, code=None):
+        Configuration = Pool().get('payt.hub.configuration')
+        Configuration.write([Configuration(1)], {
+                'exact_client_id': EXACT_CLIENT_ID,
+                'exact_client_secret_masked': EXACT_SECRET,
+                'exact_redirect_uri': EXACT_REDIRECT,
+                })
+        override('exact', self.exact.url)
+        return new_link(administration, 'exact',
+            code or self.exact.authorize())
+
+    @with_transaction()
+    def test_exact_link_by_authorization_code_then_import(self):
+        "Exact Online: paste the code, activate, import every open item"
+        pool = Pool()
+        Link = pool.get('payt.hub.link')
+        Item = pool.get('payt.item')
+        configure()
+        administration = create_administration()
+        if not pool.get('currency.currency').search([('code', '=', 'USD')]):
+            pool.get('currency.currency').create([{'name': "US Dollar",
+                        'code': 'USD', 'symbol': '$',
+                        'rounding': Decimal('0.01'), 'digits': 2}])
+        link = self.exact_link(administration)
+        self.assertIn('/api/oauth2/auth?client_id=', link.authorization_url)
+        self.assertTrue(link.authorization_url.startswith(self.exact.url))
+        Link.activate([link])
+        link = fresh(link)
+        self.assertEqual(link.state, 'active')
+        self.assertEqual(link.division, str(EXACT_DIVISION))
+        # the used code is gone, the rotating refresh token kept
+        self.assertIsNone(link.environment_code)
+        self.assertIn(link.refresh_token, self.exact.refresh_tokens)
+        Link.sync_now([link])
+        link = fresh(link)
+        self.assertEqual(link.state, 'active', link.last_error)
+        self.assertIn(link.refresh_token, self.exact.refresh_tokens)
+        items = {i.external_id: i for i in Item.search([
+                    ('administration', '=', administration.id),
+                    ('state', '=', 'open')])}
+        expected = self.exact.open_items()
+        self.assertEqual({k: str(i.open_amount) for k, i in items.items()},
+            expected)
+        # amounts in the entry's own currency, as Exact lists them
+        self.assertEqual(
+            {k for k, i in items.items() if i.currency.code == 'USD'},
+            {str(h) for h, r in self.exact.receivables.items()
+                if r['CurrencyCode'] == 'USD'})
+
+    @with_transaction()
+    def test_exact_code_used_twice_asks_for_a_new_authorization(self):
+        "A used or expired code is refused with what to do, code unshown"
+        Link = Pool().get('payt.hub.link')
+        configure()
+        link = self.exact_link(create_administration(),
+            code='sim-code-already-used-0001')
+        with self.assertRaises(UserError) as cm:
+            Link.activate([link])
+        self.assertIn('approve the app', str(cm.exception))
+        self.assertNotIn('sim-code-already-used-0001', str(cm.exception))
+        self.assertEqual(fresh(link).state, 'draft')
+
+    @with_transaction()
+    def test_test_wizard_checks_without_changing_the_link(self):
+        "Test says whether the package accepts the link, and changes nothing"
+        pool = Pool()
+        Link = pool.get('payt.hub.link')
+        TestWizard = pool.get('payt.hub.link.test', type='wizard')
+        configure(primary=PRIMARY_KEY)
+        link = self.snelstart_link(create_administration())
+        before = fresh(link)
+        tokens = self.snelstart.token_requests
+        session_id, _, _ = TestWizard.create()
+        with Transaction().set_context(active_model='payt.hub.link',
+                active_id=link.id, active_ids=[link.id]):
+            result = TestWizard.execute(session_id, {}, 'start')
+        self.assertIn('accepted the credentials',
+            result['view']['defaults']['message'])
+        self.assertGreater(self.snelstart.token_requests, tokens)
+        after = fresh(link)
+        for name in ('state', 'environment_code', 'last_attempt',
+                'last_error', 'consecutive_failures'):
+            self.assertEqual(getattr(after, name), getattr(before, name))
+        # a wrong code: the error is shown, nothing booked on the link
+        Link.write([link], {'environment_code_masked': 'revoked-0000000'})
+        session_id, _, _ = TestWizard.create()
+        with Transaction().set_context(active_model='payt.hub.link',
+                active_id=link.id, active_ids=[link.id]), \
+                self.assertRaises(UserError):
+            TestWizard.execute(session_id, {}, 'start')
+        after = fresh(link)
+        self.assertEqual((after.state, after.last_error, after.last_attempt),
+            ('draft', None, None))
+
+    @with_transaction()
+    def test_active_link_keeps_its_package_and_administration(self):
+        "On the server, not only in the client"
+        Link = Pool().get('payt.hub.link')
+        configure()
+        link = self.imuis_link(create_administration())
+        Link.activate([link])
+        with self.assertRaises(AccessError):
+            Link.write([link], {'package': 'snelstart'})
+        with self.assertRaises(AccessError):
+            Link.write([link], {
+                    'administration': create_administration("Other BV").id})
+        self.assertEqual(fresh(link).package, 'imuis')
+        Link.write([link], {'package': 'imuis', 'sync_time': 7})
+
+    @with_transaction()
+    def test_failing_link_is_tried_again_the_same_day(self):
+        "A failed link is due again an hour later; an ok one tomorrow"
+        Link = Pool().get('payt.hub.link')
+        configure()
+        link = self.imuis_link(create_administration())
+        Link.activate([link])
+        afternoon = datetime.datetime.combine(datetime.date.today(),
+            datetime.time(15, 0))
+        fresh(link).book_result(False, 'iMUIS is unreachable', 0,
+            now=afternoon - datetime.timedelta(minutes=10))
+        self.assertFalse(fresh(link)._due(afternoon))
+        self.assertTrue(fresh(link)._due(
+                afternoon + datetime.timedelta(hours=1)))
+        fresh(link).book_result(True, None, 3, now=afternoon)
+        self.assertFalse(fresh(link)._due(
+                afternoon + datetime.timedelta(hours=2)))
+
+    @with_transaction()
+    def test_override_must_be_a_service_root(self):
+        "The administrator's override is an address, nothing else"
+        Configuration = Pool().get('payt.hub.configuration')
+        for url in ['file:///etc/passwd', 'http://127.0.0.1:8081/x?y',
+                'gopher://127.0.0.1:6379']:
+            with self.assertRaises(UserError):
+                Configuration.write([Configuration(1)],
+                    {'imuis_url_override': url})
+
+    def test_scrub_replaces_whole_secrets_only(self):
+        "Error texts lose the code 00000, never digits of a number"
+        from ..hub import scrub
+        self.assertEqual(
+            scrub('took 4.930338591000009s for code 00000', '00000'),
+            'took 4.930338591000009s for code ***')
