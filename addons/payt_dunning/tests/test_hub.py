@@ -2,8 +2,16 @@
 """Links to accounting packages: activation against the package simulators
 (real sockets), masked codes and keys, import status, automatic pause after
 failing days and lift on success."""
+import base64
 import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import unittest
+import urllib.request
 from decimal import Decimal
 
 from trytond.exceptions import UserError
@@ -527,3 +535,199 @@ class HubTestCase(unittest.TestCase):
         self.assertEqual(
             scrub('took 4.930338591000009s for code 00000', '00000'),
             'took 4.930338591000009s for code ***')
+
+
+SERVER_SETUP = '''
+pool = Pool()
+ModelData = pool.get('ir.model.data'); User = pool.get('res.user')
+Administration = pool.get('payt.administration')
+Configuration = pool.get('payt.hub.configuration')
+Link = pool.get('payt.hub.link')
+group = lambda name: ModelData.get_id('payt_dunning', name)
+ours, = Administration.search([('name', '=', 'Hub BV')])
+theirs, = Administration.search([('name', '=', 'Other Hub BV')])
+for login, groups in [('consultant', ['group_payt_consultant', 'group_payt']),
+        ('anna', ['group_payt'])]:
+    User.create([{'login': login, 'name': login, 'password': %(password)r,
+        'groups': [('add', [group(g) for g in groups])],
+        'companies': [('add', [ours.company.id])],
+        'company': ours.company.id}])
+Configuration.write([Configuration(1)], {
+    'imuis_partner_key': %(partner_key)r, 'imuis_url_override': %(url)r})
+draft, = Link.create([{'administration': ours.id, 'package': 'imuis',
+    'environment_code': '99999'}])
+other, = Link.create([{'administration': theirs.id, 'package': 'imuis',
+    'environment_code': 'their-secret-code', 'state': 'active'}])
+print(json.dumps([draft.id, other.id]))
+'''
+
+
+@unittest.skipIf(ImuisSimulator is None, "payt_hub is not installed")
+class HubServerTestCase(unittest.TestCase):
+    """The installation's secrets attacked over JSON-RPC on a running
+    server, as the consultant and the back office (anna): refused, nothing
+    changed, no request sent to the attacker's address."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from .test_server import ADMINISTRATION, SETUP, Database
+        cls.imuis = ImuisSimulator(debtors=3, items=6, seed=4).start()
+        cls.attacker = ImuisSimulator(debtors=1, items=1, seed=9).start()
+        cls.database = Database()
+        cls.database.python(SETUP)
+        cls.database.python(ADMINISTRATION % "Hub BV")
+        cls.database.python(ADMINISTRATION % "Other Hub BV")
+        from .test_server import PASSWORD
+        cls.password = PASSWORD
+        # the configuration singleton's first write locks its table: start
+        # the transaction with that lock, as trytond's dispatcher would
+        script = (
+            "import json, sys\n"
+            "from trytond.pool import Pool\n"
+            "from trytond.transaction import Transaction\n"
+            "Pool.start(); Pool(sys.argv[1]).init()\n"
+            "with Transaction().start(sys.argv[1], 0,\n"
+            "        _lock_tables=['payt_hub_configuration']) as t:\n"
+            "%s\n"
+            "    t.commit()\n") % '\n'.join('    ' + line for line in (
+                SERVER_SETUP % {'password': PASSWORD,
+                    'partner_key': TEST_PARTNER_KEY,
+                    'url': cls.imuis.url}).splitlines())
+        out = cls.database.run([sys.executable, '-c', script,
+                cls.database.name]).stdout
+        cls.draft, cls.other = json.loads(out.strip().splitlines()[-1])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.database.drop()
+        cls.imuis.stop()
+        cls.attacker.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        self.port = self._start_server()
+
+    def _start_server(self):
+        from .test_server import BIN, free_port
+        port = free_port()
+        server = subprocess.Popen([os.path.join(BIN, 'trytond'),
+                '-d', self.database.name],
+            env=dict(self.database.env,
+                TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(server.wait, 10)
+        self.addCleanup(server.terminate)
+        for _ in range(150):
+            try:
+                socket.create_connection(('127.0.0.1', port), 1).close()
+                return port
+            except OSError:
+                time.sleep(0.2)
+        self.fail("trytond did not start")
+
+    def _post(self, method, params, session=None):
+        request = urllib.request.Request(
+            'http://127.0.0.1:%s/%s/rpc/' % (self.port, self.database.name),
+            data=json.dumps({'id': 1, 'method': method,
+                    'params': params}).encode(),
+            headers={'Content-Type': 'application/json'})
+        if session:
+            request.add_header('Authorization', 'Session ' + session)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    def login(self, login):
+        "A caller: call(method, *params) as that user, with their context."
+        user_id, key = self._post('common.db.login',
+            [login, {'password': self.password}, 'en'])['result'][:2]
+        session = base64.b64encode(
+            ('%s:%s:%s' % (login, user_id, key)).encode()).decode()
+        context = self._post('model.res.user.get_preferences', [True, {}],
+            session)['result']
+
+        def call(method, *params):
+            return self._post(method, list(params) + [context], session)
+        return call
+
+    def state(self):
+        "What matters, read as admin in another process."
+        return json.loads(self.database.python(
+            "Link = pool.get('payt.hub.link')\n"
+            "Configuration = pool.get('payt.hub.configuration')\n"
+            "c = Configuration(1)\n"
+            "print(json.dumps({'override': c.imuis_url_override,\n"
+            "    'links': sorted((l.id, l.package, l.state,\n"
+            "        l.environment_code) for l in Link.search([]))}))"
+            ).strip().splitlines()[-1])
+
+    def assertRefused(self, reply):
+        self.assertIn('error', reply, reply)
+        return reply['error']
+
+    def test_consultant_cannot_point_a_package_elsewhere(self):
+        "Service addresses are the administrator's, never the consultant's"
+        consultant = self.login('consultant')
+        before = self.state()
+        self.assertRefused(consultant('model.payt.hub.configuration.write',
+                [1], {'imuis_url_override': self.attacker.url}))
+        for values in [{'base_url': self.attacker.url + '/ws1_xml.asmx'},
+                {'auth_url': self.attacker.url}]:
+            self.assertRefused(consultant('model.payt.hub.link.write',
+                    [self.draft], values))
+        self.assertRefused(consultant('model.payt.hub.link.create',
+                [{'administration': 1, 'package': 'imuis',
+                        'base_url': self.attacker.url}]))
+        # activating sends the partner key and the code to iMUIS only
+        self.assertRefused(consultant('model.payt.hub.link.activate',
+                [self.draft]))
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.attacker.requests, [])
+        self.assertGreater(len(self.imuis.requests), 0)
+
+    def test_secrets_stay_unreadable_and_the_active_link_fixed(self):
+        "The consultant links by pasting a code, reads back no secret"
+        consultant = self.login('consultant')
+        for model, field in [('payt.hub.link', 'environment_code'),
+                ('payt.hub.link', 'refresh_token'),
+                ('payt.hub.configuration', 'imuis_partner_key'),
+                ('payt.hub.configuration', 'exact_client_secret')]:
+            ids = [self.draft] if model == 'payt.hub.link' else [1]
+            self.assertRefused(consultant('model.%s.read' % model, ids,
+                    [field]))
+        # the other company's link: not even its masked code
+        self.assertRefused(consultant('model.payt.hub.link.read',
+                [self.other], ['environment_code_masked']))
+        # paste the right code and activate, without the administrator
+        reply = consultant('model.payt.hub.link.write', [self.draft],
+            {'environment_code_masked': TEST_ENVIRONMENT})
+        self.assertNotIn('error', reply, reply)
+        reply = consultant('model.payt.hub.link.activate', [self.draft])
+        self.assertNotIn('error', reply, reply)
+        masked, = consultant('model.payt.hub.link.read', [self.draft],
+            ['environment_code_masked', 'state'])['result']
+        self.assertEqual((masked['environment_code_masked'],
+                masked['state']), ('********', 'active'))
+        before = self.state()
+        self.assertRefused(consultant('model.payt.hub.link.write',
+                [self.draft], {'package': 'snelstart'}))
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.attacker.requests, [])
+
+    def test_back_office_cannot_change_or_activate_links(self):
+        "anna reads the import status, nothing more"
+        anna = self.login('anna')
+        before = self.state()
+        reply = anna('model.payt.hub.link.read', [self.draft],
+            ['state', 'last_error'])
+        self.assertNotIn('error', reply, reply)
+        self.assertRefused(anna('model.payt.hub.link.read', [self.draft],
+                ['environment_code']))
+        self.assertRefused(anna('model.payt.hub.link.write', [self.draft],
+                {'environment_code_masked': 'anna-typed-this'}))
+        self.assertRefused(anna('model.payt.hub.link.activate',
+                [self.draft]))
+        self.assertRefused(anna('model.payt.hub.configuration.write',
+                [1], {'imuis_url_override': self.attacker.url}))
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.attacker.requests, [])
