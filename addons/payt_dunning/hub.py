@@ -48,7 +48,9 @@ PACKAGE_NAMES = dict(PACKAGES)
 # The packages' own services: the only addresses the installation's
 # secrets and the links' codes are sent to (adapter settings per package).
 ENDPOINTS = {
-    'imuis': {'endpoint': 'https://cloudswitch.imuisonline.com/ws1_xml.asmx'},
+    'imuis': {
+        'endpoint': 'https://cloudswitch.imuisonline.com/ws1_xml.asmx',
+        },
     'snelstart': {
         'base_url': 'https://b2bapi.snelstart.nl/v2/',
         'auth_url': 'https://auth.snelstart.nl/b2b/token',
@@ -393,7 +395,8 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             if not (secrets['exact_client_id']
                     and secrets['exact_client_secret']
                     and secrets['exact_redirect_uri']):
-                raise UserError(gettext('payt_dunning.msg_hub_no_exact_app'))
+                raise UserError(gettext(
+                        'payt_dunning.msg_hub_no_exact_app'))
             settings.update({'client_id': secrets['exact_client_id'],
                     'client_secret': secrets['exact_client_secret'],
                     'redirect_uri': secrets['exact_redirect_uri']})
@@ -412,7 +415,8 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             from payt_hub.adapters import get_adapter
         except ImportError:
             raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
-        adapter = get_adapter(self.package, **self.adapter_settings(**extra))
+        adapter = get_adapter(self.package,
+            **self.adapter_settings(**extra))
         adapter.credentials_saver = self.store_rotated
         return adapter
 

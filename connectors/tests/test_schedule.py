@@ -122,7 +122,7 @@ def test_celery_settings():
     assert shared.LOCK_TIMEOUT > conf.task_time_limit
 
 
-# -- one at a time --------------------------------------------------------------
+# -- one at a time ----------------------------------------------------------
 LOCK_FROM_ANOTHER_PROCESS = '''
 from payt_hub import shared
 try:
@@ -133,22 +133,18 @@ except shared.LinkBusy:
 '''
 
 
-def _other_worker(code, monkeypatch):
-    import os
-    env = dict(os.environ)
-    return subprocess.run([sys.executable, '-c', code], env=env,
-                          capture_output=True, text=True,
-                          timeout=60).stdout.strip()
+def _other_worker(code):
+    "Run code in another process (another worker), same environment."
+    return subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=60).stdout.strip()
 
 
 def test_one_sync_per_link_across_workers(redis_env):
     with shared.sync_lock('link-7'):
-        assert _other_worker(LOCK_FROM_ANOTHER_PROCESS % 'link-7',
-                             redis_env) == 'busy'
-        assert _other_worker(LOCK_FROM_ANOTHER_PROCESS % 'link-8',
-                             redis_env) == 'acquired'
-    assert _other_worker(LOCK_FROM_ANOTHER_PROCESS % 'link-7',
-                         redis_env) == 'acquired'
+        assert _other_worker(LOCK_FROM_ANOTHER_PROCESS % 'link-7') == 'busy'
+        assert _other_worker(
+            LOCK_FROM_ANOTHER_PROCESS % 'link-8') == 'acquired'
+    assert _other_worker(LOCK_FROM_ANOTHER_PROCESS % 'link-7') == 'acquired'
 
 
 def test_task_on_a_busy_link_does_nothing(redis_env, eager, monkeypatch):
@@ -166,7 +162,7 @@ def test_a_second_beat_queues_nothing(redis_env):
     assert shared.beat_tick(900) is False
 
 
-# -- rate limit ------------------------------------------------------------------
+# -- rate limit -------------------------------------------------------------
 def test_rate_limit_is_shared_by_workers(redis_env):
     "Two workers on one vendor key share its limit; another key is free"
     first = shared.RateLimit('exact', '4/second', 'client-a', 'division-1')

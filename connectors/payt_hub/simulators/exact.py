@@ -118,7 +118,8 @@ class ExactSimulator(BaseSimulator):
                 'ID': aid, 'Code': f'{20001 + n:>18}',
                 'Name': f'{rng.choice(_NAMES)}{" BV" if business else ""}',
                 'Email': f'debiteur{20001 + n}@example.nl',
-                'Phone': '+31301234567', 'AddressLine1': f'Dorpsstraat {n + 1}',
+                'Phone': '+31301234567',
+                'AddressLine1': f'Dorpsstraat {n + 1}',
                 'Postcode': '3511 AB', 'City': 'Utrecht', 'Country': 'NL',
                 'VATNumber': f'NL{rng.randrange(10**8, 10**9)}B01'
                 if business else None,
