@@ -77,6 +77,7 @@ def configure(broker_url=None, result_backend=None):
             'task': 'payt_hub.sync_all_links',
             'schedule': float(os.environ.get('PAYT_SYNC_INTERVAL', 900))}},
     )
+    shared.use_broker(None if eager else broker_url)
     # forget connections/backends built for a previous configuration
     app._pool = None
     if 'amqp' in app.__dict__:  # cached producer pool of the old broker

@@ -40,12 +40,25 @@ class LinkBusy(Exception):
     "Another worker is syncing this link."
 
 
+_broker_redis: str | None = None
+
+
+def use_broker(url: str | None) -> None:
+    "Celery's broker, when it is Redis (celery_app.configure says so)."
+    global _broker_redis
+    _broker_redis = url if url and url.startswith(
+        ('redis://', 'rediss://')) else None
+
+
 def redis_url() -> str | None:
+    """PAYT_REDIS_URL; else the Celery broker when it is Redis (set by the
+    worker's configuration or PAYT_BROKER_URL); else None: in-process
+    (eager mode, the ERP's *Import Now* without Redis)."""
     url = os.environ.get('PAYT_REDIS_URL')
     if url is None:
-        broker = os.environ.get('PAYT_BROKER_URL',
-                                'redis://127.0.0.1:6379/0')
-        url = broker if broker.startswith(('redis://', 'rediss://')) else ''
+        url = _broker_redis or os.environ.get('PAYT_BROKER_URL', '')
+        if not url.startswith(('redis://', 'rediss://')):
+            url = ''
     return url or None
 
 
