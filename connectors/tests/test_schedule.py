@@ -181,3 +181,26 @@ def test_rate_limit_is_shared_by_workers(redis_env):
     keys = [k.decode() for k in shared.client().keys(
         f'{shared.prefix()}:*')]
     assert keys and not any('client-a' in k for k in keys)
+
+
+def test_unreachable_package_is_booked_as_temporary_and_retried(
+        monkeypatch):
+    "The ERP's link shows a temporary error; the task gets it to retry"
+    from payt_hub import erp
+    booked = []
+
+    def record_result(cfg, link_id, ok, message, items):
+        booked.append((link_id, ok, message))
+        return {'state': 'failed'}
+    monkeypatch.setattr(erp, 'record_result', record_result)
+    link = {'id': 3, 'administration': 1, 'package': 'snelstart',
+            'error': None, 'settings': {
+                'client_key': 'k' * 12, 'subscription_key': 's' * 12,
+                'base_url': 'http://127.0.0.1:9/v2/',
+                'auth_url': 'http://127.0.0.1:9/b2b/token',
+                'attempts': 1, 'timeout': 1}}
+    with pytest.raises(TransientError):
+        erp.sync_link(None, link, progress=False, raise_transient=True)
+    (link_id, ok, message), = booked
+    assert (link_id, ok) == (3, False)
+    assert message.startswith('temporary error, retried later: ')
