@@ -559,9 +559,13 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
 
     @classmethod
     def write(cls, *args):
-        "Package and administration of an active link stay as they are."
+        """Package and administration of an active link stay as they are;
+        the division is the package's answer, never typed."""
         actions = iter(args)
         for links, values in zip(actions, actions):
+            if 'division' in values and Transaction().check_access:
+                raise AccessError(gettext(
+                        'payt_dunning.msg_hub_division_from_package'))
             for link in links:
                 if link.state == 'active' and link._changes_target(values):
                     raise AccessError(gettext(

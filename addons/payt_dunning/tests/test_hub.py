@@ -672,7 +672,8 @@ class HubServerTestCase(unittest.TestCase):
         self.assertRefused(consultant('model.payt.hub.configuration.write',
                 [1], {'imuis_url_override': self.attacker.url}))
         for values in [{'base_url': self.attacker.url + '/ws1_xml.asmx'},
-                {'auth_url': self.attacker.url}]:
+                {'auth_url': self.attacker.url}, {'division': '99'},
+                {'refresh_token': 'typed-token'}]:
             self.assertRefused(consultant('model.payt.hub.link.write',
                     [self.draft], values))
         self.assertRefused(consultant('model.payt.hub.link.create',
