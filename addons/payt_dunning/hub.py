@@ -11,10 +11,19 @@ them through a ``*_masked`` Function field: its getter shows at most the
 last three characters, its setter stores what was typed. Nothing here logs
 them, and error texts stored on a link are scrubbed of them.
 
+Where secrets go. A link never carries a URL: the hub talks to each
+package's own service (ENDPOINTS), or to the one address the administrator
+set for that package in the Connector Hub Settings (simulators, test
+services). A consultant can therefore not send the installation's partner
+key, or a link's code, anywhere else; each secret goes only to the package
+it belongs to (``adapter_settings``).
+
 payt_hub is imported lazily, inside the methods that talk to a package, so
 the module loads on a server without it.
 """
 import datetime
+import re
+from urllib.parse import urlencode
 
 from trytond.exceptions import UserError
 from trytond.i18n import gettext
@@ -25,14 +34,38 @@ from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.rpc import RPC
 from trytond.transaction import Transaction, without_check_access
+from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 # Keys are the adapter names of payt_hub's registry (payt_hub.adapters.
 # get_adapter(name)); kept literal so the module loads without payt_hub.
 PACKAGES = [
     ('imuis', "iMUIS Online"),
     ('snelstart', "SnelStart"),
+    ('exact', "Exact Online"),
     ]
 PACKAGE_NAMES = dict(PACKAGES)
+
+# The packages' own services: the only addresses the installation's
+# secrets and the links' codes are sent to (adapter settings per package).
+ENDPOINTS = {
+    'imuis': {
+        'endpoint': 'https://cloudswitch.imuisonline.com/ws1_xml.asmx',
+        },
+    'snelstart': {
+        'base_url': 'https://b2bapi.snelstart.nl/v2/',
+        'auth_url': 'https://auth.snelstart.nl/b2b/token',
+        },
+    'exact': {'base_url': 'https://start.exactonline.nl'},
+    }
+# With the administrator's override (the root of a simulator or test
+# service, "http://host:port"), the same settings under that root.
+OVERRIDE_PATHS = {
+    'imuis': {'wsdl': '/ws1_xml.asmx?WSDL'},
+    'snelstart': {'base_url': '/v2/', 'auth_url': '/b2b/token'},
+    'exact': {'base_url': ''},
+    }
+# What the hub may store back on a link when a package rotates credentials
+ROTATING = {'refresh_token', 'division', 'authorization_code'}
 
 STATES = [
     ('draft', "Draft"),
@@ -41,6 +74,7 @@ STATES = [
     ('disabled', "Disabled"),
     ]
 AUTOMATIC_CAUSE = 'import_failing'
+RETRY_FAILED_AFTER = datetime.timedelta(hours=1)
 
 
 def mask(value):
@@ -52,13 +86,22 @@ def mask(value):
     return '*' * 5 + value[-3:]
 
 
+def _without_urls(text):
+    "The text with every address replaced: errors name no host or port."
+    return re.sub(r'[a-z][a-z0-9+.-]*://\S+', '<address>', text or '')
+
+
 def scrub(text, *secrets):
-    "The text without any of the secrets in it."
+    """The text without any of the secrets in it, each replaced where it
+    stands as a whole token only: the code 00000 is not in 4.9300000091."""
     text = text or ''
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, '***')
-    return text
+    secrets = sorted({s for s in secrets if s and len(s) >= 4},
+        key=len, reverse=True)
+    if not secrets:
+        return text
+    pattern = re.compile(r'(?<![0-9A-Za-z])(?:%s)(?![0-9A-Za-z])'
+        % '|'.join(map(re.escape, secrets)))
+    return pattern.sub('***', text)
 
 
 class MaskedSecretsMixin:
@@ -110,6 +153,26 @@ class HubConfiguration(
             help="Used after the primary key is rate limited. Shown masked; "
             "type a new key to replace it."),
         'get_masked', setter='set_masked')
+    exact_client_id = fields.Char("Exact Online Client ID",
+        help="The client ID of this product's app in the Exact Online App "
+        "Center.")
+    exact_client_secret = fields.Char("Exact Online Client Secret")
+    exact_client_secret_masked = fields.Function(
+        fields.Char("Exact Online Client Secret",
+            help="Shown masked; type a new secret to replace it."),
+        'get_masked', setter='set_masked')
+    exact_redirect_uri = fields.Char("Exact Online Redirect URI",
+        help="The redirect URI registered for the app; the authorization "
+        "code a consultant pastes arrives there.")
+    imuis_url_override = fields.Char("iMUIS Service Override",
+        help="Leave empty for iMUIS itself. Only for simulators and test "
+        "services: their root address, e.g. http://127.0.0.1:8081.")
+    snelstart_url_override = fields.Char("SnelStart Service Override",
+        help="Leave empty for SnelStart itself. Only for simulators and "
+        "test services: their root address.")
+    exact_url_override = fields.Char("Exact Online Service Override",
+        help="Leave empty for Exact Online itself. Only for simulators and "
+        "test services: their root address.")
     failure_threshold = fields.Integer("Failed Days Before Pause",
         required=True,
         domain=[('failure_threshold', '>=', 1)],
@@ -122,6 +185,30 @@ class HubConfiguration(
         return 3
 
     @classmethod
+    def validate_fields(cls, configurations, field_names):
+        super().validate_fields(configurations, field_names)
+        for configuration in configurations:
+            for package, _ in PACKAGES:
+                url = getattr(configuration, '%s_url_override' % package)
+                if url and not re.match(
+                        r'^https?://[A-Za-z0-9.\-\[\]:]+/?$', url):
+                    raise UserError(gettext(
+                            'payt_dunning.msg_hub_override_root',
+                            package=PACKAGE_NAMES[package], url=url))
+
+    @classmethod
+    def service(cls, package):
+        """The adapter settings that say where ``package`` is: its own
+        service, or the administrator's override."""
+        with without_check_access():
+            override = getattr(cls(1), '%s_url_override' % package, None)
+        if not override:
+            return dict(ENDPOINTS[package])
+        root = override.rstrip('/')
+        return {key: root + path
+            for key, path in OVERRIDE_PATHS[package].items()}
+
+    @classmethod
     def secrets(cls):
         "The installation's keys, for the adapters (never for display)."
         with without_check_access():
@@ -132,6 +219,9 @@ class HubConfiguration(
                     config.snelstart_subscription_key_primary,
                 'snelstart_subscription_key_secondary':
                     config.snelstart_subscription_key_secondary,
+                'exact_client_id': config.exact_client_id,
+                'exact_client_secret': config.exact_client_secret,
+                'exact_redirect_uri': config.exact_redirect_uri,
                 'failure_threshold': config.failure_threshold or 3,
                 }
 
@@ -151,25 +241,30 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
     package = fields.Selection(PACKAGES, "Package", required=True,
         states={'readonly': Eval('state') == 'active'})
     environment_code = fields.Char("Environment Code",
-        help="iMUIS Omgevingscode or SnelStart koppelsleutel "
-        "(readable by the connector hub only).")
+        help="iMUIS Omgevingscode, SnelStart koppelsleutel or Exact Online "
+        "authorization code (readable by the connector hub only).")
     environment_code_masked = fields.Function(fields.Char(
             "Environment Code",
             states={'readonly': Eval('state') == 'active'},
             help="iMUIS: the Omgevingscode made in \"MUIS Apps\"; SnelStart: "
-            "the koppelsleutel made under \"Koppelingen\". Shown masked; "
-            "type a new code to replace it."),
+            "the koppelsleutel made under \"Koppelingen\"; Exact Online: "
+            "the code shown after approving the app (open the "
+            "authorization address). Shown masked; type a new code to "
+            "replace it."),
         'get_masked', setter='set_masked')
-    base_url = fields.Char("Service URL",
-        states={'readonly': Eval('state') == 'active'},
-        help="Leave empty for the package's own service. iMUIS: WSDL URL; "
-        "SnelStart: API base URL (…/v2/). Used for test services.")
-    auth_url = fields.Char("Token URL",
-        states={
-            'readonly': Eval('state') == 'active',
-            'invisible': Eval('package') != 'snelstart',
-            },
-        help="SnelStart only: token URL; leave empty for the real one.")
+    authorization_url = fields.Function(fields.Char(
+            "Authorization Address",
+            states={'invisible': Eval('package') != 'exact'},
+            help="Exact Online: open this address, log in as the "
+            "administration's owner and approve the app; paste the code "
+            "you get as the environment code."),
+        'get_authorization_url')
+    refresh_token = fields.Char("Refresh Token", readonly=True,
+        help="Exact Online: the link's current refresh token; it changes "
+        "at every refresh (readable by the connector hub only).")
+    division = fields.Char("Division", readonly=True,
+        states={'invisible': Eval('package') != 'exact'},
+        help="Exact Online: the administration (division) read.")
     state = fields.Selection(STATES, "State", required=True, readonly=True)
     sync_time = fields.Integer("Sync Hour",
         domain=['OR', ('sync_time', '=', None),
@@ -199,8 +294,13 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
         cls.__rpc__.update({
                 'links_to_sync': RPC(readonly=True),
                 'record_result': RPC(readonly=False),
+                'store_credentials': RPC(readonly=False),
                 })
         cls._buttons.update({
+                'test': {
+                    'invisible': Eval('state') == 'disabled',
+                    'depends': ['state'],
+                    },
                 'activate': {
                     'invisible': Eval('state') == 'active',
                     'depends': ['state'],
@@ -264,36 +364,49 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
 
     # -- talking to the package (payt_hub) ---------------------------------
     def adapter_settings(self, secrets=None, **extra):
-        "The payt_hub adapter settings of this link (holds secrets)."
+        """The payt_hub adapter settings of this link (holds secrets): each
+        package gets its own secrets only, at its own address."""
         Configuration = Pool().get('payt.hub.configuration')
         secrets = secrets or Configuration.secrets()
         with without_check_access():
-            code = self.__class__(self.id).environment_code
-        if not code:
+            link = self.__class__(self.id)
+            code, refresh_token = link.environment_code, link.refresh_token
+        if not code and not (self.package == 'exact' and refresh_token):
             raise UserError(gettext('payt_dunning.msg_hub_no_code',
                     administration=self.administration.rec_name))
+        settings = Configuration.service(self.package)
         if self.package == 'imuis':
             if not secrets['imuis_partner_key']:
                 raise UserError(gettext(
                         'payt_dunning.msg_hub_no_partner_key'))
-            settings = {'partner_key': secrets['imuis_partner_key'],
-                'environment': code}
-            if self.base_url:
-                settings['wsdl'] = self.base_url
-        else:
+            settings.update({'partner_key': secrets['imuis_partner_key'],
+                    'environment': code})
+        elif self.package == 'snelstart':
             if not secrets['snelstart_subscription_key_primary']:
                 raise UserError(gettext(
                         'payt_dunning.msg_hub_no_subscription_key'))
-            settings = {'client_key': code,
+            settings.update({'client_key': code,
                 'subscription_key':
-                    secrets['snelstart_subscription_key_primary']}
+                    secrets['snelstart_subscription_key_primary']})
             if secrets['snelstart_subscription_key_secondary']:
                 settings['secondary_key'] = (
                     secrets['snelstart_subscription_key_secondary'])
-            if self.base_url:
-                settings['base_url'] = self.base_url
-            if self.auth_url:
-                settings['auth_url'] = self.auth_url
+        else:
+            if not (secrets['exact_client_id']
+                    and secrets['exact_client_secret']
+                    and secrets['exact_redirect_uri']):
+                raise UserError(gettext(
+                        'payt_dunning.msg_hub_no_exact_app'))
+            settings.update({'client_id': secrets['exact_client_id'],
+                    'client_secret': secrets['exact_client_secret'],
+                    'redirect_uri': secrets['exact_redirect_uri']})
+            # a freshly pasted code wins over the stored authorization
+            if code:
+                settings['authorization_code'] = code
+            else:
+                settings['refresh_token'] = refresh_token
+            if self.division and not code:
+                settings['division'] = int(self.division)
         settings.update(extra)
         return settings
 
@@ -302,17 +415,44 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             from payt_hub.adapters import get_adapter
         except ImportError:
             raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
-        return get_adapter(self.package, **self.adapter_settings(**extra))
+        adapter = get_adapter(self.package,
+            **self.adapter_settings(**extra))
+        adapter.credentials_saver = self.store_rotated
+        return adapter
+
+    def store_rotated(self, values):
+        """Keep what the package rotated (Exact Online's refresh token and
+        division; a used authorization code is cleared).
+
+        Written in the current transaction: the hub stores them through
+        ``store_credentials``, a transaction of its own, before using them;
+        inside the ERP (Activate, Test, Import Now) a request that fails
+        after the package answered loses them and the message asks for a
+        new authorization."""
+        values = {k: v for k, v in values.items() if k in ROTATING}
+        if not values:
+            return
+        write = {}
+        if 'refresh_token' in values:
+            write['refresh_token'] = values['refresh_token']
+        if 'division' in values:
+            write['division'] = str(values['division'])
+        if values.get('authorization_code', 'kept') is None:
+            write['environment_code'] = None
+        with without_check_access():
+            self.__class__.write([self.__class__(self.id)], write)
 
     def _secrets(self):
         "Every secret this link uses, to scrub them from texts."
         Configuration = Pool().get('payt.hub.configuration')
         with without_check_access():
-            code = self.__class__(self.id).environment_code
+            link = self.__class__(self.id)
+            own = [link.environment_code, link.refresh_token]
         secrets = Configuration.secrets()
-        return [code, secrets['imuis_partner_key'],
+        return own + [secrets['imuis_partner_key'],
             secrets['snelstart_subscription_key_primary'],
-            secrets['snelstart_subscription_key_secondary']]
+            secrets['snelstart_subscription_key_secondary'],
+            secrets['exact_client_secret']]
 
     def _link_error(self, exc):
         "A UserError saying in words what is wrong with the link."
@@ -324,35 +464,53 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             'wrong_subscription_key':
                 'payt_dunning.msg_hub_wrong_subscription_key',
             'unreachable': 'payt_dunning.msg_hub_unreachable',
+            'authorization_lost': 'payt_dunning.msg_hub_authorization_lost',
+            'authorization_required':
+                'payt_dunning.msg_hub_authorization_lost',
             }.get(reason, 'payt_dunning.msg_hub_rejected')
+        if self.package == 'exact' and reason == 'wrong_client_key':
+            message = 'payt_dunning.msg_hub_wrong_exact_app'
+        # the package's name, never its address: an error must not tell
+        # what answers where
         return UserError(gettext(message,
                 administration=self.administration.rec_name,
                 package=PACKAGE_NAMES.get(self.package, self.package),
-                url=self.base_url or "its standard address",
-                detail=scrub(str(exc), *self._secrets())))
+                detail=scrub(_without_urls(str(exc)), *self._secrets())))
+
+    def check_credentials(self):
+        """A real call to the package with this link's credentials; raises
+        a UserError saying what is wrong. Changes nothing on the link
+        (except what the package itself rotates: Exact's refresh token)."""
+        try:
+            from payt_hub.errors import HubError, LinkError, TransientError
+        except ImportError:
+            raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
+        adapter = self._adapter(timeout=15, attempts=2, retry_wait=0.2)
+        try:
+            with adapter:
+                adapter.validate()
+        except LinkError as exc:
+            raise self._link_error(exc) from None
+        except TransientError as exc:
+            exc.reason = 'unreachable'
+            raise self._link_error(exc) from None
+        except HubError as exc:
+            exc.reason = 'rejected'
+            raise self._link_error(exc) from None
 
     @classmethod
     @ModelView.button
     def activate(cls, links):
         "Check the code with a real login to the package, then activate."
-        try:
-            from payt_hub.errors import HubError, LinkError, TransientError
-        except ImportError:
-            raise UserError(gettext('payt_dunning.msg_hub_payt_hub_missing'))
         for link in links:
-            adapter = link._adapter(timeout=15, attempts=2, retry_wait=0.2)
-            try:
-                with adapter:
-                    adapter.validate()
-            except LinkError as exc:
-                raise link._link_error(exc) from None
-            except TransientError as exc:
-                exc.reason = 'unreachable'
-                raise link._link_error(exc) from None
-            except HubError as exc:
-                exc.reason = 'rejected'
-                raise link._link_error(exc) from None
+            link.check_credentials()
         cls.write(links, {'state': 'active', 'last_error': None})
+
+    @classmethod
+    @ModelView.button_action('payt_dunning.wizard_hub_link_test')
+    def test(cls, links):
+        "Check the credentials (wizard), without changing the link."
+        pass
 
     @classmethod
     @ModelView.button
@@ -382,6 +540,44 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             else:
                 link.book_result(True, None,
                     result.records.get('open_items', 0))
+
+    def get_authorization_url(self, name):
+        "Exact Online's page where the owner approves the app."
+        if self.package != 'exact':
+            return None
+        Configuration = Pool().get('payt.hub.configuration')
+        secrets = Configuration.secrets()
+        if not secrets['exact_client_id']:
+            return None
+        root = Configuration.service('exact')['base_url'].rstrip('/')
+        return '%s/api/oauth2/auth?%s' % (root, urlencode({
+                    'client_id': secrets['exact_client_id'],
+                    'redirect_uri': secrets['exact_redirect_uri'] or '',
+                    'response_type': 'code',
+                    'force_login': '0',
+                    }))
+
+    @classmethod
+    def write(cls, *args):
+        """Package and administration of an active link stay as they are;
+        the division is the package's answer, never typed."""
+        actions = iter(args)
+        for links, values in zip(actions, actions):
+            if 'division' in values and Transaction().check_access:
+                raise AccessError(gettext(
+                        'payt_dunning.msg_hub_division_from_package'))
+            for link in links:
+                if link.state == 'active' and link._changes_target(values):
+                    raise AccessError(gettext(
+                            'payt_dunning.msg_hub_active_link_fixed',
+                            link=link.rec_name))
+        super().write(*args)
+
+    def _changes_target(self, values):
+        "Whether values name another package or administration."
+        return (('package' in values and values['package'] != self.package)
+            or ('administration' in values
+                and values['administration'] != self.administration.id))
 
     # -- what the hub calls ------------------------------------------------
     @classmethod
@@ -436,9 +632,26 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
         return result
 
     def _due(self, now):
+        """Once a day from the sync hour; a failing link again every
+        RETRY_FAILED_AFTER the same day (the hub's own retries of a sync
+        cover minutes to hours; this covers the rest of the day)."""
         if self.sync_time is not None and now.hour < self.sync_time:
             return False
-        return not self.last_attempt or self.last_attempt.date() < now.date()
+        if not self.last_attempt or self.last_attempt.date() < now.date():
+            return True
+        return (self.state == 'failed'
+            and now - self.last_attempt >= RETRY_FAILED_AFTER)
+
+    @classmethod
+    def store_credentials(cls, link_id, values):
+        """The hub stores what a package rotated (Exact Online's refresh
+        token, the division) before using it: its own transaction."""
+        cls._check_hub_user()
+        found = cls.search([('id', '=', int(link_id))], limit=1)
+        if not found:
+            raise AccessError(gettext('payt_dunning.msg_hub_link_unknown',
+                    link=link_id))
+        found[0].store_rotated(dict(values or {}))
 
     @classmethod
     def record_result(cls, link_id, ok, message=None, items=0):
@@ -539,6 +752,35 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
                 ])
         if attentions:
             Attention.resolve(attentions)
+
+
+class HubLinkTestResult(ModelView):
+    "Link Test Result"
+    __name__ = 'payt.hub.link.test.result'
+    __string__ = "Link Test Result"
+    message = fields.Text("Result", readonly=True)
+
+
+class HubLinkTest(Wizard):
+    """Check a link's credentials with a real call to its package, leaving
+    the link as it is (state, code, status); a failure is shown, not
+    booked."""
+    __name__ = 'payt.hub.link.test'
+    start = StateTransition()
+    result = StateView('payt.hub.link.test.result',
+        'payt_dunning.hub_link_test_result_view_form', [
+            Button("Close", 'end', 'tryton-close', default=True),
+            ])
+
+    def transition_start(self):
+        self.record.check_credentials()
+        return 'result'
+
+    def default_result(self, fields):
+        return {'message': gettext('payt_dunning.msg_hub_test_ok',
+                administration=self.record.administration.rec_name,
+                package=PACKAGE_NAMES.get(self.record.package,
+                    self.record.package))}
 
 
 class HubCursor(ModelSQL, ModelView):

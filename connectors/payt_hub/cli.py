@@ -8,7 +8,11 @@ import logging
 import os
 import sys
 
-from .errors import HubError, LinkError
+from .errors import HubError, LinkError, TransientError
+
+#: exit codes: 2 configuration (fix the link), 75 temporary (EX_TEMPFAIL:
+#: the package did not answer; try again later), 1 anything else
+EXIT_CONFIGURATION, EXIT_TEMPORARY = 2, 75
 
 
 def _settings(pairs):
@@ -34,7 +38,17 @@ def cmd_simulate(args):
         except KeyboardInterrupt:
             sim.stop()
         return 0
-    if args.package == 'imuis':
+    if args.package == 'exact':
+        from .simulators.exact import (CLIENT_ID, CLIENT_SECRET,
+                                       REDIRECT_URI, ExactSimulator)
+        sim = ExactSimulator(debtors=args.debtors, items=args.items,
+                             seed=args.seed)
+        sim.start(args.host, args.port)
+        print(f'Exact Online simulator on {sim.url} (client id {CLIENT_ID}, '
+              f'secret {CLIENT_SECRET}, redirect URI {REDIRECT_URI}); an '
+              f'authorization code: POST {sim.url}/_control/authorize',
+              flush=True)
+    elif args.package == 'imuis':
         from .simulators.imuis import (TEST_ENVIRONMENT, TEST_PARTNER_KEY,
                                        ImuisSimulator)
         sim = ImuisSimulator(debtors=args.debtors, items=args.items,
@@ -142,10 +156,17 @@ def cmd_link(args):
 def cmd_configure(args):
     from .erp import configure_keys
     cfg = _erp(args)
+    exact_app = None
+    if args.exact_client_id or args.exact_client_secret:
+        exact_app = {'client_id': args.exact_client_id,
+                     'client_secret': _secret_arg(args.exact_client_secret),
+                     'redirect_uri': args.exact_redirect_uri}
     out = configure_keys(cfg, _secret_arg(args.imuis_partner_key),
                          _secret_arg(args.snelstart_primary),
                          _secret_arg(args.snelstart_secondary),
-                         args.failure_threshold)
+                         args.failure_threshold,
+                         url_overrides=_settings(args.service_override),
+                         exact_app=exact_app)
     print(json.dumps(out, indent=2))
     return 0
 
@@ -229,8 +250,8 @@ def build_parser():
     sub = p.add_subparsers(dest='command', required=True)
 
     s = sub.add_parser('simulate', help='run a package simulator')
-    s.add_argument('package', choices=['imuis', 'snelstart', 'mollie',
-                                       'cm', 'printmail'])
+    s.add_argument('package', choices=['imuis', 'snelstart', 'exact',
+                                       'mollie', 'cm', 'printmail'])
     s.add_argument('--host', default='127.0.0.1')
     s.add_argument('--port', type=int, default=0)
     s.add_argument('--debtors', type=int, default=20)
@@ -266,13 +287,16 @@ def build_parser():
     s = sub.add_parser('link', help='link an ERP administration to its '
                        'package and activate it (real login)')
     s.add_argument('--administration', required=True, help='name or id')
-    s.add_argument('--package', required=True, choices=['imuis', 'snelstart'])
+    s.add_argument('--package', required=True,
+                   choices=['imuis', 'snelstart', 'exact'])
     s.add_argument('--code', required=True,
                    help='Omgevingscode / koppelsleutel; env:NAME reads $NAME, '
                    '- reads stdin')
-    s.add_argument('--base-url', help='iMUIS WSDL URL or SnelStart API base '
-                   '(test services; default: the real one)')
-    s.add_argument('--auth-url', help='SnelStart token URL (test services)')
+    s.add_argument('--base-url', help='simulators and test services only: '
+                   "sets the installation's service override of the package "
+                   'to this URL\'s scheme://host:port (administrator)')
+    s.add_argument('--auth-url', help='ignored (kept for old scripts: the '
+                   'override serves the token path too)')
     s.add_argument('--sync-time', type=int, help='hour of the daily sync')
     s.add_argument('--json', action='store_true')
     s.set_defaults(func=cmd_link)
@@ -283,6 +307,13 @@ def build_parser():
     s.add_argument('--snelstart-primary', help='env:NAME, - or value')
     s.add_argument('--snelstart-secondary', help='env:NAME, - or value')
     s.add_argument('--failure-threshold', type=int)
+    s.add_argument('--exact-client-id')
+    s.add_argument('--exact-client-secret', help='env:NAME, - or value')
+    s.add_argument('--exact-redirect-uri')
+    s.add_argument('--service-override', action='append',
+                   metavar='PACKAGE=URL', help='simulators and test '
+                   'services: the root URL of a package (empty: the real '
+                   'service)')
     s.set_defaults(func=cmd_configure)
     for s in (sub.choices['link'], sub.choices['configure']):
         s.add_argument('--database', help='trytond database (embedded)')
@@ -309,9 +340,12 @@ def main(argv=None):
     logsafe.install()
     try:
         return args.func(args)
+    except TransientError as exc:
+        print(f'temporary error, try again later: {exc}', file=sys.stderr)
+        return EXIT_TEMPORARY
     except LinkError as exc:
         print(f'link error ({exc.reason}): {exc}', file=sys.stderr)
-        return 2
+        return EXIT_CONFIGURATION
     except HubError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

@@ -25,7 +25,8 @@ from .errors import HubError, LinkError, TransientError
 log = logging.getLogger(__name__)
 
 SECRET_SETTINGS = ('partner_key', 'environment', 'client_key',
-                   'subscription_key', 'secondary_key')
+                   'subscription_key', 'secondary_key', 'client_secret',
+                   'refresh_token', 'authorization_code')
 
 _configs: dict = {}
 _lock = threading.Lock()
@@ -117,6 +118,12 @@ def links_to_sync(cfg, administration=None, due=False) -> list[dict]:
     return links
 
 
+def store_credentials(cfg, link_id, values) -> None:
+    "Commit what the package rotated on the link (its own transaction)."
+    Link = _model(cfg, 'payt.hub.link')
+    Link.store_credentials(link_id, values, cfg.context)
+
+
 def record_result(cfg, link_id, ok, message=None, items=0) -> dict:
     Link = _model(cfg, 'payt.hub.link')
     return Link.record_result(link_id, ok, message, items, cfg.context)
@@ -130,6 +137,7 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
     being booked (for Celery's retry)."""
     from .adapters.base import get_adapter
     from .proteus_sink import ProteusSink
+    from .retry import sync_settings
     from .sync import run_sync
     out = {'link': link['id'], 'administration': link['administration'],
            'administration_name': link.get('administration_name'),
@@ -139,10 +147,14 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
     try:
         if link.get('error') or not link.get('settings'):
             raise LinkError(link.get('error') or 'link not configured')
-        settings = dict(link['settings'])
+        settings = sync_settings(link['settings'])
         if os.environ.get('PAYT_HUB_PAGE_SIZE'):  # operations / tests
             settings['page_size'] = int(os.environ['PAYT_HUB_PAGE_SIZE'])
         adapter = get_adapter(link['package'], **settings)
+        # rotated credentials (Exact's refresh token) are committed in the
+        # ERP before the adapter uses them
+        adapter.credentials_saver = lambda values: store_credentials(
+            cfg, link['id'], values)
         with adapter:
             adapter.validate()
             result = run_sync(adapter, ProteusSink(
@@ -153,7 +165,11 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
         if isinstance(exc, LinkError):
             out['reason'] = exc.reason
         if isinstance(exc, TransientError):
+            # not a configuration error, also when it happens while the
+            # link is checked: say so, and let Celery retry it
             transient = exc
+            out['transient'] = True
+            out['error'] = f'temporary error, retried later: {exc}'
     except Exception as exc:
         if not _is_erp_error(exc):
             raise
@@ -189,10 +205,10 @@ def link_administration(cfg, administration, package, code, base_url=None,
     admin = found[0]
     links = Link.find([('administration', '=', admin.id)], limit=1)
     link = links[0] if links else Link(administration=admin)
+    if base_url:  # a simulator or test service: the installation's override
+        configure_keys(cfg, url_overrides={package: service_root(base_url)})
     link.package = package
     link.environment_code_masked = code
-    link.base_url = base_url
-    link.auth_url = auth_url
     if sync_time is not None:
         link.sync_time = sync_time
     try:
@@ -208,11 +224,27 @@ def link_administration(cfg, administration, package, code, base_url=None,
             'state': link.state, 'code': link.environment_code_masked}
 
 
+def service_root(url) -> str:
+    "scheme://host:port of a URL: a simulator serves every path of it."
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    return f'{parts.scheme}://{parts.netloc}'
+
+
 def configure_keys(cfg, imuis_partner_key=None, snelstart_primary=None,
-                   snelstart_secondary=None, failure_threshold=None):
-    """Set the installation's partner/subscription keys (write-only)."""
+                   snelstart_secondary=None, failure_threshold=None,
+                   url_overrides=None, exact_app=None):
+    """Set the installation's partner/subscription keys (write-only), the
+    Exact Online app (client_id, client_secret, redirect_uri) and the
+    service overrides per package (simulators; '' for the real one)."""
     Configuration = _model(cfg, 'payt.hub.configuration')
     config = Configuration(1)
+    for package, url in (url_overrides or {}).items():
+        setattr(config, f'{package}_url_override', url or None)
+    if exact_app:
+        config.exact_client_id = exact_app.get('client_id')
+        config.exact_client_secret_masked = exact_app.get('client_secret')
+        config.exact_redirect_uri = exact_app.get('redirect_uri')
     if imuis_partner_key is not None:
         config.imuis_partner_key_masked = imuis_partner_key
     if snelstart_primary is not None:

@@ -27,5 +27,24 @@ class TransientError(HubError):
         self.retry_after = retry_after
 
 
+class Unreachable(LinkError, TransientError):
+    """The package did not answer (network error, timeout), also while a
+    link is being checked.
+
+    A LinkError so that activation names it in words ("cannot be reached at
+    ..."), and a TransientError so that a scheduled sync is retried with
+    back-off instead of being booked as a configuration error.
+    """
+
+    def __init__(self, message, retry_after=None):
+        LinkError.__init__(self, message, 'unreachable')
+        self.retry_after = retry_after
+
+
+def is_transient(exc) -> bool:
+    "Worth retrying later: network errors, timeouts, 5xx, 429."
+    return isinstance(exc, TransientError)
+
+
 class SourceDataError(HubError):
     """The package answered something we refuse to use (malformed, hostile)."""

@@ -54,8 +54,10 @@ class Link:
     administration_id: int | None = None
     sink_kind: str = 'memory'
 
-    def adapter(self):
-        return get_adapter(self.adapter_name, **resolve(self.settings))
+    def adapter(self, **defaults):
+        "The adapter; ``defaults`` for settings the link does not give."
+        settings = dict(defaults, **resolve(self.settings))
+        return get_adapter(self.adapter_name, **settings)
 
     def sink(self):
         if self.sink_kind == 'memory':

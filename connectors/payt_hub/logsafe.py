@@ -5,8 +5,15 @@ client keys, subscription keys, tokens, session ids) with ``register``. A
 filter on the loggers that could echo them (ours, zeep's transport which
 dumps SOAP envelopes at DEBUG, httpx/httpcore, urllib3) replaces them by
 ``***`` before any handler sees the record.
+
+Only whole tokens are replaced: a secret counts where it is not glued to
+other letters or digits. The test environment code ``00000`` must not turn
+``4.930338591000009s`` into ``4.930338591***9s``: a number that happens to
+contain a code is not the code, and a half-replaced value tells a reader
+more than it hides.
 """
 import logging
+import re
 import threading
 
 _lock = threading.Lock()
@@ -17,20 +24,33 @@ LOGGERS = ('payt_hub', 'zeep', 'zeep.transports', 'zeep.wsdl',
            'urllib3.connectionpool', 'celery', 'celery.app.trace')
 
 
+_pattern: re.Pattern | None = None
+
+
 def register(*values):
+    global _pattern
     with _lock:
         for value in values:
             if value and len(str(value)) >= 4:
                 _secrets.add(str(value))
+        _pattern = token_pattern(_secrets)
+
+
+def token_pattern(secrets) -> re.Pattern | None:
+    """One regex matching any of the secrets as a whole token (longest
+    first, so a secret containing another is replaced whole)."""
+    if not secrets:
+        return None
+    alternatives = '|'.join(re.escape(s) for s in
+                            sorted(secrets, key=len, reverse=True))
+    return re.compile(rf'(?<![0-9A-Za-z])(?:{alternatives})(?![0-9A-Za-z])')
 
 
 def redact(text: str) -> str:
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, '***')
-    return text
+    pattern = _pattern
+    if pattern is None:
+        return text
+    return pattern.sub('***', text)
 
 
 class RedactFilter(logging.Filter):

@@ -2,8 +2,17 @@
 """Links to accounting packages: activation against the package simulators
 (real sockets), masked codes and keys, import status, automatic pause after
 failing days and lift on success."""
+import base64
 import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import unittest
+import urllib.request
+from decimal import Decimal
 
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
@@ -14,6 +23,10 @@ from trytond.transaction import Transaction
 from .tools import create_administration, days
 
 try:
+    from payt_hub.simulators.exact import (
+        CLIENT_ID as EXACT_CLIENT_ID, CLIENT_SECRET as EXACT_SECRET,
+        DIVISION as EXACT_DIVISION, REDIRECT_URI as EXACT_REDIRECT,
+        ExactSimulator)
     from payt_hub.simulators.imuis import (
         TEST_ENVIRONMENT, TEST_PARTNER_KEY, ImuisSimulator)
     from payt_hub.simulators.snelstart import (
@@ -32,6 +45,13 @@ def configure(imuis_key=TEST_PARTNER_KEY if ImuisSimulator else None,
     config.failure_threshold = threshold
     config.save()
     return config
+
+
+def override(package, url):
+    "The administrator points a package at a simulator."
+    Configuration = Pool().get('payt.hub.configuration')
+    Configuration.write([Configuration(1)],
+        {'%s_url_override' % package: url})
 
 
 def new_link(administration, package, code, **values):
@@ -58,21 +78,23 @@ class HubTestCase(unittest.TestCase):
         activate_module('payt_dunning')
         cls.imuis = ImuisSimulator(debtors=4, items=12, seed=3).start()
         cls.snelstart = SnelstartSimulator(debtors=4, items=12, seed=3).start()
+        cls.exact = ExactSimulator(debtors=4, items=15, seed=3,
+            currencies=('EUR', 'USD')).start()
 
     @classmethod
     def tearDownClass(cls):
         cls.imuis.stop()
         cls.snelstart.stop()
+        cls.exact.stop()
         super().tearDownClass()
 
     def imuis_link(self, administration, code=TEST_ENVIRONMENT):
-        return new_link(administration, 'imuis', code,
-            base_url='%s/ws1_xml.asmx?WSDL' % self.imuis.url)
+        override('imuis', self.imuis.url)
+        return new_link(administration, 'imuis', code)
 
     def snelstart_link(self, administration, code=CLIENT_KEY):
-        return new_link(administration, 'snelstart', code,
-            base_url='%s/v2/' % self.snelstart.url,
-            auth_url='%s/b2b/token' % self.snelstart.url)
+        override('snelstart', self.snelstart.url)
+        return new_link(administration, 'snelstart', code)
 
     @with_transaction()
     def test_package_names_are_payt_hub_adapters(self):
@@ -131,11 +153,13 @@ class HubTestCase(unittest.TestCase):
         with socket.socket() as s:  # a port nobody listens on
             s.bind(('127.0.0.1', 0))
             port = s.getsockname()[1]
-        link = new_link(create_administration(), 'imuis', TEST_ENVIRONMENT,
-            base_url='http://127.0.0.1:%s/ws1_xml.asmx?WSDL' % port)
+        override('imuis', 'http://127.0.0.1:%s' % port)
+        link = new_link(create_administration(), 'imuis', TEST_ENVIRONMENT)
         with self.assertRaises(UserError) as cm:
             Link.activate([link])
         self.assertIn('cannot be reached', str(cm.exception))
+        # the error does not tell a user what answers where
+        self.assertNotIn(str(port), str(cm.exception))
 
     @with_transaction()
     def test_activate_snelstart_good_and_wrong_key(self):
@@ -367,3 +391,344 @@ class HubTestCase(unittest.TestCase):
         self.assertEqual(link.state, 'failed')
         self.assertIn('iMUIS GetStamtabelRecords', link.last_error)
         self.assertEqual(link.consecutive_failures, 1)
+
+    def exact_link(self, administration, code=None):
+        Configuration = Pool().get('payt.hub.configuration')
+        Configuration.write([Configuration(1)], {
+                'exact_client_id': EXACT_CLIENT_ID,
+                'exact_client_secret_masked': EXACT_SECRET,
+                'exact_redirect_uri': EXACT_REDIRECT,
+                })
+        override('exact', self.exact.url)
+        return new_link(administration, 'exact',
+            code or self.exact.authorize())
+
+    @with_transaction()
+    def test_exact_link_by_authorization_code_then_import(self):
+        "Exact Online: paste the code, activate, import every open item"
+        pool = Pool()
+        Link = pool.get('payt.hub.link')
+        Item = pool.get('payt.item')
+        configure()
+        administration = create_administration()
+        if not pool.get('currency.currency').search([('code', '=', 'USD')]):
+            pool.get('currency.currency').create([{'name': "US Dollar",
+                        'code': 'USD', 'symbol': '$',
+                        'rounding': Decimal('0.01'), 'digits': 2}])
+        link = self.exact_link(administration)
+        self.assertIn('/api/oauth2/auth?client_id=', link.authorization_url)
+        self.assertTrue(link.authorization_url.startswith(self.exact.url))
+        Link.activate([link])
+        link = fresh(link)
+        self.assertEqual(link.state, 'active')
+        self.assertEqual(link.division, str(EXACT_DIVISION))
+        # the used code is gone, the rotating refresh token kept
+        self.assertIsNone(link.environment_code)
+        self.assertIn(link.refresh_token, self.exact.refresh_tokens)
+        Link.sync_now([link])
+        link = fresh(link)
+        self.assertEqual(link.state, 'active', link.last_error)
+        self.assertIn(link.refresh_token, self.exact.refresh_tokens)
+        items = {i.external_id: i for i in Item.search([
+                    ('administration', '=', administration.id),
+                    ('state', '=', 'open')])}
+        expected = self.exact.open_items()
+        self.assertEqual({k: str(i.open_amount) for k, i in items.items()},
+            expected)
+        # amounts in the entry's own currency, as Exact lists them
+        self.assertEqual(
+            {k for k, i in items.items() if i.currency.code == 'USD'},
+            {str(h) for h, r in self.exact.receivables.items()
+                if r['CurrencyCode'] == 'USD'})
+
+    @with_transaction()
+    def test_exact_code_used_twice_asks_for_a_new_authorization(self):
+        "A used or expired code is refused with what to do, code unshown"
+        Link = Pool().get('payt.hub.link')
+        configure()
+        link = self.exact_link(create_administration(),
+            code='sim-code-already-used-0001')
+        with self.assertRaises(UserError) as cm:
+            Link.activate([link])
+        self.assertIn('approve the app', str(cm.exception))
+        self.assertNotIn('sim-code-already-used-0001', str(cm.exception))
+        self.assertEqual(fresh(link).state, 'draft')
+
+    @with_transaction()
+    def test_test_wizard_checks_without_changing_the_link(self):
+        "Test says whether the package accepts the link, and changes nothing"
+        pool = Pool()
+        Link = pool.get('payt.hub.link')
+        TestWizard = pool.get('payt.hub.link.test', type='wizard')
+        configure(primary=PRIMARY_KEY)
+        link = self.snelstart_link(create_administration())
+        before = fresh(link)
+        tokens = self.snelstart.token_requests
+        session_id, _, _ = TestWizard.create()
+        with Transaction().set_context(active_model='payt.hub.link',
+                active_id=link.id, active_ids=[link.id]):
+            result = TestWizard.execute(session_id, {}, 'start')
+        self.assertIn('accepted the credentials',
+            result['view']['defaults']['message'])
+        self.assertGreater(self.snelstart.token_requests, tokens)
+        after = fresh(link)
+        for name in ('state', 'environment_code', 'last_attempt',
+                'last_error', 'consecutive_failures'):
+            self.assertEqual(getattr(after, name), getattr(before, name))
+        # a wrong code: the error is shown, nothing booked on the link
+        Link.write([link], {'environment_code_masked': 'revoked-0000000'})
+        session_id, _, _ = TestWizard.create()
+        with Transaction().set_context(active_model='payt.hub.link',
+                active_id=link.id, active_ids=[link.id]), \
+                self.assertRaises(UserError):
+            TestWizard.execute(session_id, {}, 'start')
+        after = fresh(link)
+        self.assertEqual((after.state, after.last_error, after.last_attempt),
+            ('draft', None, None))
+
+    @with_transaction()
+    def test_active_link_keeps_its_package_and_administration(self):
+        "On the server, not only in the client"
+        Link = Pool().get('payt.hub.link')
+        configure()
+        link = self.imuis_link(create_administration())
+        Link.activate([link])
+        with self.assertRaises(AccessError):
+            Link.write([link], {'package': 'snelstart'})
+        with self.assertRaises(AccessError):
+            Link.write([link], {
+                    'administration': create_administration("Other BV").id})
+        self.assertEqual(fresh(link).package, 'imuis')
+        Link.write([link], {'package': 'imuis', 'sync_time': 7})
+
+    @with_transaction()
+    def test_failing_link_is_tried_again_the_same_day(self):
+        "A failed link is due again an hour later; an ok one tomorrow"
+        Link = Pool().get('payt.hub.link')
+        configure()
+        link = self.imuis_link(create_administration())
+        Link.activate([link])
+        afternoon = datetime.datetime.combine(datetime.date.today(),
+            datetime.time(15, 0))
+        fresh(link).book_result(False, 'iMUIS is unreachable', 0,
+            now=afternoon - datetime.timedelta(minutes=10))
+        self.assertFalse(fresh(link)._due(afternoon))
+        self.assertTrue(fresh(link)._due(
+                afternoon + datetime.timedelta(hours=1)))
+        fresh(link).book_result(True, None, 3, now=afternoon)
+        self.assertFalse(fresh(link)._due(
+                afternoon + datetime.timedelta(hours=2)))
+
+    @with_transaction()
+    def test_override_must_be_a_service_root(self):
+        "The administrator's override is an address, nothing else"
+        Configuration = Pool().get('payt.hub.configuration')
+        for url in ['file:///etc/passwd', 'http://127.0.0.1:8081/x?y',
+                'gopher://127.0.0.1:6379']:
+            with self.assertRaises(UserError):
+                Configuration.write([Configuration(1)],
+                    {'imuis_url_override': url})
+
+    def test_scrub_replaces_whole_secrets_only(self):
+        "Error texts lose the code 00000, never digits of a number"
+        from ..hub import scrub
+        self.assertEqual(
+            scrub('took 4.930338591000009s for code 00000', '00000'),
+            'took 4.930338591000009s for code ***')
+
+
+SERVER_SETUP = '''
+pool = Pool()
+ModelData = pool.get('ir.model.data'); User = pool.get('res.user')
+Administration = pool.get('payt.administration')
+Configuration = pool.get('payt.hub.configuration')
+Link = pool.get('payt.hub.link')
+group = lambda name: ModelData.get_id('payt_dunning', name)
+ours, = Administration.search([('name', '=', 'Hub BV')])
+theirs, = Administration.search([('name', '=', 'Other Hub BV')])
+for login, groups in [('consultant', ['group_payt_consultant', 'group_payt']),
+        ('anna', ['group_payt'])]:
+    User.create([{'login': login, 'name': login, 'password': %(password)r,
+        'groups': [('add', [group(g) for g in groups])],
+        'companies': [('add', [ours.company.id])],
+        'company': ours.company.id}])
+Configuration.write([Configuration(1)], {
+    'imuis_partner_key': %(partner_key)r, 'imuis_url_override': %(url)r})
+draft, = Link.create([{'administration': ours.id, 'package': 'imuis',
+    'environment_code': '99999'}])
+other, = Link.create([{'administration': theirs.id, 'package': 'imuis',
+    'environment_code': 'their-secret-code', 'state': 'active'}])
+print(json.dumps([draft.id, other.id]))
+'''
+
+
+@unittest.skipIf(ImuisSimulator is None, "payt_hub is not installed")
+class HubServerTestCase(unittest.TestCase):
+    """The installation's secrets attacked over JSON-RPC on a running
+    server, as the consultant and the back office (anna): refused, nothing
+    changed, no request sent to the attacker's address."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from .test_server import ADMINISTRATION, SETUP, Database
+        cls.imuis = ImuisSimulator(debtors=3, items=6, seed=4).start()
+        cls.attacker = ImuisSimulator(debtors=1, items=1, seed=9).start()
+        cls.database = Database()
+        cls.database.python(SETUP)
+        cls.database.python(ADMINISTRATION % "Hub BV")
+        cls.database.python(ADMINISTRATION % "Other Hub BV")
+        from .test_server import PASSWORD
+        cls.password = PASSWORD
+        # the configuration singleton's first write locks its table: start
+        # the transaction with that lock, as trytond's dispatcher would
+        script = (
+            "import json, sys\n"
+            "from trytond.pool import Pool\n"
+            "from trytond.transaction import Transaction\n"
+            "Pool.start(); Pool(sys.argv[1]).init()\n"
+            "with Transaction().start(sys.argv[1], 0,\n"
+            "        _lock_tables=['payt_hub_configuration']) as t:\n"
+            "%s\n"
+            "    t.commit()\n") % '\n'.join('    ' + line for line in (
+                SERVER_SETUP % {'password': PASSWORD,
+                    'partner_key': TEST_PARTNER_KEY,
+                    'url': cls.imuis.url}).splitlines())
+        out = cls.database.run([sys.executable, '-c', script,
+                cls.database.name]).stdout
+        cls.draft, cls.other = json.loads(out.strip().splitlines()[-1])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.database.drop()
+        cls.imuis.stop()
+        cls.attacker.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        self.port = self._start_server()
+
+    def _start_server(self):
+        from .test_server import BIN, free_port
+        port = free_port()
+        server = subprocess.Popen([os.path.join(BIN, 'trytond'),
+                '-d', self.database.name],
+            env=dict(self.database.env,
+                TRYTOND_WEB__LISTEN='127.0.0.1:%s' % port),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(server.wait, 10)
+        self.addCleanup(server.terminate)
+        for _ in range(150):
+            try:
+                socket.create_connection(('127.0.0.1', port), 1).close()
+                return port
+            except OSError:
+                time.sleep(0.2)
+        self.fail("trytond did not start")
+
+    def _post(self, method, params, session=None):
+        request = urllib.request.Request(
+            'http://127.0.0.1:%s/%s/rpc/' % (self.port, self.database.name),
+            data=json.dumps({'id': 1, 'method': method,
+                    'params': params}).encode(),
+            headers={'Content-Type': 'application/json'})
+        if session:
+            request.add_header('Authorization', 'Session ' + session)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    def login(self, login):
+        "A caller: call(method, *params) as that user, with their context."
+        user_id, key = self._post('common.db.login',
+            [login, {'password': self.password}, 'en'])['result'][:2]
+        session = base64.b64encode(
+            ('%s:%s:%s' % (login, user_id, key)).encode()).decode()
+        context = self._post('model.res.user.get_preferences', [True, {}],
+            session)['result']
+
+        def call(method, *params):
+            return self._post(method, list(params) + [context], session)
+        return call
+
+    def state(self):
+        "What matters, read as admin in another process."
+        return json.loads(self.database.python(
+            "Link = pool.get('payt.hub.link')\n"
+            "Configuration = pool.get('payt.hub.configuration')\n"
+            "c = Configuration(1)\n"
+            "print(json.dumps({'override': c.imuis_url_override,\n"
+            "    'links': sorted((l.id, l.package, l.state,\n"
+            "        l.environment_code) for l in Link.search([]))}))"
+            ).strip().splitlines()[-1])
+
+    def assertRefused(self, reply):
+        self.assertIn('error', reply, reply)
+        return reply['error']
+
+    def test_consultant_cannot_point_a_package_elsewhere(self):
+        "Service addresses are the administrator's, never the consultant's"
+        consultant = self.login('consultant')
+        before = self.state()
+        self.assertRefused(consultant('model.payt.hub.configuration.write',
+                [1], {'imuis_url_override': self.attacker.url}))
+        for values in [{'base_url': self.attacker.url + '/ws1_xml.asmx'},
+                {'auth_url': self.attacker.url}, {'division': '99'},
+                {'refresh_token': 'typed-token'}]:
+            self.assertRefused(consultant('model.payt.hub.link.write',
+                    [self.draft], values))
+        self.assertRefused(consultant('model.payt.hub.link.create',
+                [{'administration': 1, 'package': 'imuis',
+                        'base_url': self.attacker.url}]))
+        # activating sends the partner key and the code to iMUIS only
+        self.assertRefused(consultant('model.payt.hub.link.activate',
+                [self.draft]))
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.attacker.requests, [])
+        self.assertGreater(len(self.imuis.requests), 0)
+
+    def test_secrets_stay_unreadable_and_the_active_link_fixed(self):
+        "The consultant links by pasting a code, reads back no secret"
+        consultant = self.login('consultant')
+        for model, field in [('payt.hub.link', 'environment_code'),
+                ('payt.hub.link', 'refresh_token'),
+                ('payt.hub.configuration', 'imuis_partner_key'),
+                ('payt.hub.configuration', 'exact_client_secret')]:
+            ids = [self.draft] if model == 'payt.hub.link' else [1]
+            self.assertRefused(consultant('model.%s.read' % model, ids,
+                    [field]))
+        # the other company's link: not even its masked code
+        self.assertRefused(consultant('model.payt.hub.link.read',
+                [self.other], ['environment_code_masked']))
+        # paste the right code and activate, without the administrator
+        reply = consultant('model.payt.hub.link.write', [self.draft],
+            {'environment_code_masked': TEST_ENVIRONMENT})
+        self.assertNotIn('error', reply, reply)
+        reply = consultant('model.payt.hub.link.activate', [self.draft])
+        self.assertNotIn('error', reply, reply)
+        masked, = consultant('model.payt.hub.link.read', [self.draft],
+            ['environment_code_masked', 'state'])['result']
+        self.assertEqual((masked['environment_code_masked'],
+                masked['state']), ('********', 'active'))
+        before = self.state()
+        self.assertRefused(consultant('model.payt.hub.link.write',
+                [self.draft], {'package': 'snelstart'}))
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.attacker.requests, [])
+
+    def test_back_office_cannot_change_or_activate_links(self):
+        "anna reads the import status, nothing more"
+        anna = self.login('anna')
+        before = self.state()
+        reply = anna('model.payt.hub.link.read', [self.draft],
+            ['state', 'last_error'])
+        self.assertNotIn('error', reply, reply)
+        self.assertRefused(anna('model.payt.hub.link.read', [self.draft],
+                ['environment_code']))
+        self.assertRefused(anna('model.payt.hub.link.write', [self.draft],
+                {'environment_code_masked': 'anna-typed-this'}))
+        self.assertRefused(anna('model.payt.hub.link.activate',
+                [self.draft]))
+        self.assertRefused(anna('model.payt.hub.configuration.write',
+                [1], {'imuis_url_override': self.attacker.url}))
+        self.assertEqual(self.state(), before)
+        self.assertEqual(self.attacker.requests, [])

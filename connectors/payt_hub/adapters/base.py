@@ -49,6 +49,13 @@ class Adapter:
     name = 'base'
     #: settings that are secrets (never logged, registered with logsafe)
     secret_settings: tuple[str, ...] = ()
+    #: called with {setting: new value} when the package rotates a
+    #: credential (Exact Online's refresh token: the old one stops working
+    #: the moment a new one is issued). The caller must have persisted the
+    #: values when it returns; the adapter uses the new credential only
+    #: after that, so a crash cannot leave a stored credential that no
+    #: longer works while the working one is gone.
+    credentials_saver = None
 
     def __init__(self, **settings):
         from .. import logsafe
@@ -76,6 +83,15 @@ class Adapter:
 
     def close(self) -> None:
         pass
+
+    def rotate_credentials(self, **values) -> None:
+        "Persist rotated credentials (see credentials_saver) and keep them."
+        from .. import logsafe
+        logsafe.register(*(v for v in values.values()
+                           if isinstance(v, str)))
+        if self.credentials_saver is not None:
+            self.credentials_saver(dict(values))
+        self.settings.update(values)
 
     def __enter__(self):
         return self

@@ -30,7 +30,8 @@ import requests
 from lxml import etree
 
 from ..canonical import Debtor, OpenItem, Payment, parse_date, parse_decimal
-from ..errors import HubError, LinkError, SourceDataError, TransientError
+from ..errors import (HubError, LinkError, SourceDataError, TransientError,
+                      Unreachable)
 from ..retry import retrying
 from .base import Adapter, Page, dump_cursor, load_cursor, register
 
@@ -148,9 +149,9 @@ class ImuisAdapter(Adapter):
             client = Client(self.wsdl, transport=transport,
                             settings=settings)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise LinkError('iMUIS is unreachable: could not fetch the WSDL '
-                            f'from {self.wsdl} ({type(exc).__name__})',
-                            'unreachable') from None
+            raise Unreachable('iMUIS is unreachable: could not fetch the '
+                              f'WSDL from {self.wsdl} '
+                              f'({type(exc).__name__})') from None
         except Exception as exc:
             raise LinkError(f'iMUIS WSDL unusable at {self.wsdl}: {exc}',
                             'unreachable') from None
@@ -204,9 +205,9 @@ class ImuisAdapter(Adapter):
                                Omgevingscode=self.environment)
         except TransientError as exc:
             if 'network error' in str(exc):
-                raise LinkError(f'iMUIS is unreachable at '
-                                f'{self.endpoint or self.wsdl}: {exc}',
-                                'unreachable') from None
+                raise Unreachable(f'iMUIS is unreachable at '
+                                  f'{self.endpoint or self.wsdl}: {exc}'
+                                  ) from None
             raise
         if not reply['LoginResult'] or not reply['SessionId']:
             raise _classify_login(reply['Foutmelding'])

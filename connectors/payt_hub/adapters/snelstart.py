@@ -33,7 +33,8 @@ from decimal import Decimal
 import httpx
 
 from ..canonical import Debtor, OpenItem, Payment, parse_date, parse_decimal
-from ..errors import HubError, LinkError, SourceDataError, TransientError
+from ..errors import (HubError, LinkError, SourceDataError, TransientError,
+                      Unreachable)
 from ..retry import retrying
 from .base import Adapter, Page, dump_cursor, load_cursor, register
 
@@ -215,8 +216,8 @@ class SnelstartAdapter(Adapter):
             self.get('relaties', {'$top': 1})
         except TransientError as exc:
             if 'network error' in str(exc):
-                raise LinkError(f'SnelStart is unreachable ({exc})',
-                                'unreachable') from None
+                raise Unreachable(f'SnelStart is unreachable ({exc})'
+                                  ) from None
             raise
 
     def _filter(self, stream, since):
