@@ -26,6 +26,8 @@ from trytond.pyson import Eval, If
 from trytond.rpc import RPC
 from trytond.transaction import Transaction, without_check_access
 
+from .company import CompanyConsistentMixin
+
 # Keys are the adapter names of payt_hub's registry (payt_hub.adapters.
 # get_adapter(name)); kept literal so the module loads without payt_hub.
 PACKAGES = [
@@ -136,7 +138,8 @@ class HubConfiguration(
                 }
 
 
-class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
+class HubLink(
+        CompanyConsistentMixin, MaskedSecretsMixin, ModelSQL, ModelView):
     "Accounting Package Link"
     __name__ = 'payt.hub.link'
     __string__ = "Accounting Package Link"
@@ -541,8 +544,9 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             Attention.resolve(attentions)
 
 
-class HubCursor(ModelSQL, ModelView):
+class HubCursor(CompanyConsistentMixin, ModelSQL, ModelView):
     "Connector Hub Cursor"
+    _company_path = 'link.company'
     __name__ = 'payt.hub.cursor'
     __string__ = "Connector Hub Cursor"
     link = fields.Many2One('payt.hub.link', "Link", required=True,

@@ -30,6 +30,8 @@ from trytond.protocols.wrappers import (
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
+from .company import CompanyConsistentMixin
+
 logger = logging.getLogger(__name__)
 
 MOLLIE_ID = re.compile(r'^tr_[A-Za-z0-9]{1,64}$')
@@ -67,7 +69,7 @@ def _value(money):
     return Decimal(money['value']) if money else Decimal(0)
 
 
-class OnlinePayment(ModelSQL, ModelView):
+class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
     "Online Payment"
     __name__ = 'payt.online.payment'
     __string__ = "Online Payment"
@@ -417,8 +419,9 @@ class OnlinePayment(ModelSQL, ModelView):
                 Attention.resolve(attentions)
 
 
-class OnlinePaymentLine(ModelSQL, ModelView):
+class OnlinePaymentLine(CompanyConsistentMixin, ModelSQL, ModelView):
     "Online Payment Item"
+    _company_path = 'payment.company'
     __name__ = 'payt.online.payment.line'
     __string__ = "Online Payment Item"
     payment = fields.Many2One('payt.online.payment', "Online Payment",

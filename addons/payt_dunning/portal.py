@@ -36,6 +36,8 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
+from .company import CompanyConsistentMixin
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = 'http://127.0.0.1:8000'
@@ -98,7 +100,7 @@ limiter = RateLimiter()
 
 # ----------------------------------------------------------------- models
 
-class PortalLink(ModelSQL, ModelView):
+class PortalLink(CompanyConsistentMixin, ModelSQL, ModelView):
     "Portal Link"
     __name__ = 'payt.portal.link'
     __string__ = "Portal Link"
