@@ -10,6 +10,7 @@ showing a debtor of company 2, a pause of company 1 that stops company 2)."""
 from trytond.i18n import gettext
 from trytond.model import fields
 from trytond.model.exceptions import AccessError, ValidationError
+from trytond.pool import PoolMeta
 from trytond.tools import grouped_slice
 
 
@@ -75,13 +76,17 @@ class CompanyConsistentMixin:
                 continue
             for name in names:
                 target = getattr(record, name)
-                if target is None or target.company is None:
+                if target is None:
                     continue
-                if target.company != company:
+                target_company = target.company_to_check()
+                if target_company is None:
+                    # A shared record (a flow without company).
+                    continue
+                if target_company != company:
                     raise CompanyLinkError(gettext(
                             'payt_dunning.msg_company_link',
                             target=target.rec_name,
-                            target_company=target.company.rec_name,
+                            target_company=target_company.rec_name,
                             company=company.rec_name,
                             **cls.__names__(name, record)))
 
@@ -110,3 +115,23 @@ class CompanyConsistentMixin:
             raise ReadonlyFieldError(gettext(
                     'payt_dunning.msg_field_readonly',
                     **cls.__names__(frozen[0], records[0])))
+
+
+class ResourceExportMixin:
+    """Attachments and notes are read as their resource allows; Tryton
+    checks that in `read` and `search` but not in `export_data`, which
+    would list the file names of another company's letters."""
+    __slots__ = ()
+
+    @classmethod
+    def export_data(cls, records, fields_names, header=False):
+        cls.check_access([r.id for r in records], mode='read')
+        return super().export_data(records, fields_names, header=header)
+
+
+class Attachment(ResourceExportMixin, metaclass=PoolMeta):
+    __name__ = 'ir.attachment'
+
+
+class Note(ResourceExportMixin, metaclass=PoolMeta):
+    __name__ = 'ir.note'
