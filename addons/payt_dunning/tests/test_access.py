@@ -196,3 +196,19 @@ class AccessTestCase(unittest.TestCase):
         with self.assertRaisesRegex(UserError, 'field "description"'):
             Administration.import_batch(ours.id, {'items': [
                         item('N2', 'O1', TODAY, description='a\x00b')]})
+
+    @with_transaction()
+    def test_every_wizard_and_button_has_a_group(self):
+        "No wizard or button of the module is open to every logged-in user"
+        pool = Pool()
+        Wizard = pool.get('ir.action.wizard')
+        Button = pool.get('ir.model.button')
+        wizards = Wizard.search([('wiz_name', 'like', 'payt.%')])
+        buttons = Button.search([('model', 'like', 'payt.%')])
+        self.assertGreater(len(wizards), 8)
+        self.assertGreater(len(buttons), 20)
+        self.assertEqual(
+            [w.wiz_name for w in wizards if not w.groups], [])
+        self.assertEqual(
+            ['%s.%s' % (b.model, b.name) for b in buttons if not b.groups],
+            [])
