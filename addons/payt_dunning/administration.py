@@ -10,9 +10,11 @@ from trytond.transaction import Transaction
 
 from .importer import BatchImporter
 from .pause import PausableMixin
+from .company import CompanyConsistentMixin
 
 
-class Administration(PausableMixin, ModelSQL, ModelView):
+class Administration(
+        CompanyConsistentMixin, PausableMixin, ModelSQL, ModelView):
     "Administration"
     __name__ = 'payt.administration'
     __string__ = "Administration"

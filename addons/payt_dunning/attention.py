@@ -5,6 +5,8 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
+from .company import CompanyConsistentMixin
+
 REASONS = [
     ('unread_message', "Unread debtor message"),
     ('open_note', "Open note"),
@@ -21,7 +23,7 @@ REASONS = [
     ]
 
 
-class Attention(ModelSQL, ModelView):
+class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
     "Point of Attention"
     __name__ = 'payt.attention'
     __string__ = "Point of Attention"

@@ -30,6 +30,7 @@ from . import law
 from .bulk import invalidate_caches
 from .flow import DEBTOR_KINDS
 from .pause import FOLLOW_UP, PauseWizard
+from .company import CompanyConsistentMixin
 
 # The steps a case escalates through, in order; 'new' and 'closed' are the
 # ends.  Letters are sent on the first three: the bailiff writes his own.
@@ -255,7 +256,7 @@ class CaseStep(ModelSQL, ModelView):
 
 # ----------------------------------------------------------------- case
 
-class Case(Workflow, ModelSQL, ModelView):
+class Case(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
     "Collection Case"
     __name__ = 'payt.case'
     __string__ = "Collection Case"
@@ -1029,8 +1030,9 @@ class OpenItem(metaclass=PoolMeta):
 
 # ------------------------------------------------------------ figures
 
-class CaseCost(ModelSQL, ModelView):
+class CaseCost(CompanyConsistentMixin, ModelSQL, ModelView):
     "Collection Case Costs"
+    _company_path = 'case.company'
     __name__ = 'payt.case.cost'
     __string__ = "Collection Case Costs"
     case = fields.Many2One('payt.case', "Case", required=True,
@@ -1088,8 +1090,9 @@ class CaseCost(ModelSQL, ModelView):
             else None)
 
 
-class CaseInterest(ModelSQL, ModelView):
+class CaseInterest(CompanyConsistentMixin, ModelSQL, ModelView):
     "Collection Case Interest"
+    _company_path = 'case.company'
     __name__ = 'payt.case.interest'
     __string__ = "Collection Case Interest"
     case = fields.Many2One('payt.case', "Case", required=True,
@@ -1149,8 +1152,9 @@ class CaseInterest(ModelSQL, ModelView):
             provisional=True)
 
 
-class CasePayment(ModelSQL, ModelView):
+class CasePayment(CompanyConsistentMixin, ModelSQL, ModelView):
     "Collection Case Payment"
+    _company_path = 'case.company'
     __name__ = 'payt.case.payment'
     __string__ = "Collection Case Payment"
     case = fields.Many2One('payt.case', "Case", required=True,
@@ -1217,8 +1221,9 @@ class CasePayment(ModelSQL, ModelView):
 
 # -------------------------------------------------------------- letters
 
-class CaseLetter(ModelSQL, ModelView):
+class CaseLetter(CompanyConsistentMixin, ModelSQL, ModelView):
     "Collection Case Letter"
+    _company_path = 'case.company'
     __name__ = 'payt.case.letter'
     __string__ = "Collection Case Letter"
     case = fields.Many2One('payt.case', "Case", required=True,

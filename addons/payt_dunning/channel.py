@@ -50,12 +50,15 @@ import urllib.request
 import phonenumbers
 
 from trytond import config
+from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Unique, fields
+from trytond.model.exceptions import AccessError
 from trytond.pool import Pool, PoolMeta
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from . import logsafe
+from .company import CompanyConsistentMixin
 
 logger = logging.getLogger(__name__)
 SECTION = 'payt_channels'
@@ -446,7 +449,7 @@ def merge_pdfs(pdfs):
 
 # ------------------------------------------------------------------ models
 
-class OptOut(ModelSQL, ModelView):
+class OptOut(CompanyConsistentMixin, ModelSQL, ModelView):
     "Channel Opt-out"
     __name__ = 'payt.channel.optout'
     __string__ = "Channel Opt-out"
@@ -592,9 +595,24 @@ class LetterBatch(Wizard):
 
     def transition_build(self):
         Communication = Pool().get('payt.communication')
+        self._check_administration()
         self._count, self._pdf = Communication.letter_batch(
             self.start.administration, self.start.date)
         return 'result'
+
+    def _check_administration(self):
+        """The wizard runs without access checks (Tryton's wizards do): the
+        administration chosen in its form is checked against the user's
+        record rules here, as `read` would."""
+        Administration = Pool().get('payt.administration')
+        administration = self.start.administration
+        try:
+            with check_access():
+                Administration.read([administration.id], ['id'])
+        except AccessError:
+            raise AccessError(gettext(
+                    'payt_dunning.msg_letter_batch_administration',
+                    administration=administration.id))
 
     def default_result(self, fields):
         return {

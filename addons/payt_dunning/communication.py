@@ -23,6 +23,7 @@ from trytond.transaction import Transaction
 from . import law
 from .bulk import invalidate_caches
 from .flow import CHANNELS
+from .company import CompanyConsistentMixin
 
 STATES = [
     ('pending', "To Send"),
@@ -100,7 +101,7 @@ def format_money(amount, currency, language):
     return '%s %s' % (currency.code, text)
 
 
-class Communication(ModelSQL, ModelView):
+class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     "Communication"
     __name__ = 'payt.communication'
     __string__ = "Communication"

@@ -7,13 +7,14 @@ from trytond.pool import Pool
 
 from .flow import DEBTOR_KINDS, LANGUAGES
 from .pause import PausableMixin
+from .company import CompanyConsistentMixin
 
 # Debtor details come from the accounting package, the source of truth:
 # nobody edits them here.
 _details = {'readonly': True}
 
 
-class Debtor(PausableMixin, ModelSQL, ModelView):
+class Debtor(CompanyConsistentMixin, PausableMixin, ModelSQL, ModelView):
     "Debtor"
     __name__ = 'payt.debtor'
     __string__ = "Debtor"

@@ -19,6 +19,8 @@ from trytond.pyson import Eval
 from trytond.sendmail import send_message_transactional
 from trytond.transaction import Transaction, without_check_access
 
+from .company import CompanyConsistentMixin
+
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 5000
@@ -54,10 +56,13 @@ def mail_debtor(debtor, subject, body):
     return True
 
 
-class Message(ModelSQL, ModelView):
+class Message(CompanyConsistentMixin, ModelSQL, ModelView):
     "Debtor Message"
     __name__ = 'payt.message'
     __string__ = "Debtor Message"
+    # The view makes them read-only once saved; so does the server.
+    _readonly_after_create = {'administration', 'debtor', 'item', 'case',
+        'body'}
     company = fields.Many2One('company.company', "Company", required=True,
         readonly=True)
     administration = fields.Many2One('payt.administration',

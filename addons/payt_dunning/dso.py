@@ -16,11 +16,12 @@ from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
 from .bulk import const
+from .company import CompanyConsistentMixin
 
 PERIOD = 90
 
 
-class Snapshot(ModelSQL, ModelView):
+class Snapshot(CompanyConsistentMixin, ModelSQL, ModelView):
     "DSO Snapshot"
     __name__ = 'payt.dso.snapshot'
     __string__ = "DSO Snapshot"

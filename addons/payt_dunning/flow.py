@@ -8,6 +8,8 @@ from trytond.model import (
     DeactivableMixin, ModelSQL, ModelView, Unique, fields)
 from trytond.model.exceptions import ValidationError
 
+from .company import CompanyConsistentMixin
+
 CHANNELS = [
     ('email', "Email"),
     ('sms', "SMS"),
@@ -29,7 +31,8 @@ PLACEHOLDERS = (
     'collection_costs', 'portal_url')
 
 
-class Flow(DeactivableMixin, ModelSQL, ModelView):
+class Flow(
+        CompanyConsistentMixin, DeactivableMixin, ModelSQL, ModelView):
     "Dunning Flow"
     __name__ = 'payt.flow'
     __string__ = "Dunning Flow"

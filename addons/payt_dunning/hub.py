@@ -36,6 +36,8 @@ from trytond.rpc import RPC
 from trytond.transaction import Transaction, without_check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
+from .company import CompanyConsistentMixin
+
 # Keys are the adapter names of payt_hub's registry (payt_hub.adapters.
 # get_adapter(name)); kept literal so the module loads without payt_hub.
 PACKAGES = [
@@ -226,7 +228,8 @@ class HubConfiguration(
                 }
 
 
-class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
+class HubLink(
+        CompanyConsistentMixin, MaskedSecretsMixin, ModelSQL, ModelView):
     "Accounting Package Link"
     __name__ = 'payt.hub.link'
     __string__ = "Accounting Package Link"
@@ -783,8 +786,9 @@ class HubLinkTest(Wizard):
                     self.record.package))}
 
 
-class HubCursor(ModelSQL, ModelView):
+class HubCursor(CompanyConsistentMixin, ModelSQL, ModelView):
     "Connector Hub Cursor"
+    _company_path = 'link.company'
     __name__ = 'payt.hub.cursor'
     __string__ = "Connector Hub Cursor"
     link = fields.Many2One('payt.hub.link', "Link", required=True,

@@ -28,6 +28,10 @@ LIMITS = {'external_id': 64, 'name': 200, 'email': 320, 'phone': 40,
     'vat_number': 40, 'coc_number': 40, 'number': 64, 'description': 1000,
     'currency': 3}
 CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+# Free text may span lines; no other control character (NUL above all,
+# which PostgreSQL refuses and which hides text in exports) is stored.
+CONTROL_IN_TEXT = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+MULTILINE = {'description', 'street'}
 EMAIL = re.compile(r'^[^@\s]+@[^@\s]+\.[^@\s]+$')
 DEBTOR_FIELDS = ['name', 'kind', 'email', 'phone', 'language', 'street',
     'postal_code', 'city', 'country', 'vat_number', 'coc_number']
@@ -68,8 +72,8 @@ class Validator:
                 "is %s characters long, at most %s allowed"
                 % (len(value), limit))
             return default
-        if field in ('external_id', 'debtor', 'currency', 'country') and (
-                CONTROL.search(value)):
+        control = CONTROL_IN_TEXT if field in MULTILINE else CONTROL
+        if control.search(value):
             self.error(kind, record.get('external_id'), field,
                 "contains control characters")
             return default
@@ -183,11 +187,16 @@ class BatchImporter:
                     type=type(batch).__name__))
         currencies = self._currencies()
         v = Validator(currencies)
-        for key in ['debtors', 'items', 'payments', 'closed_items']:
+        for key in ['debtors', 'items', 'payments', 'closed_items', 'keep']:
             if not isinstance(batch.get(key, []), list):
                 v.error('batch', key, key, "must be a list")
         if not isinstance(batch.get('complete', False), bool):
             v.error('batch', 'complete', 'complete', "must be true or false")
+        close_count = batch.get('close_count')
+        if close_count is not None and (not isinstance(close_count, int)
+                or isinstance(close_count, bool) or close_count < 0):
+            v.error('batch', 'close_count', 'close_count',
+                "must be a whole number of at least 0")
         if v.errors:
             self._reject(v.errors)
         debtors = self._validate_debtors(v, batch.get('debtors', []))
@@ -198,17 +207,25 @@ class BatchImporter:
         items = self._validate_items(v, batch.get('items', []),
             known_debtors, currencies)
         payments = self._validate_payments(v, batch.get('payments', []))
-        closed = []
-        for external_id in batch.get('closed_items', []):
-            if not isinstance(external_id, str) or not external_id or len(
-                    external_id) > LIMITS['external_id']:
-                v.error('closed item', external_id, 'closed_items',
-                    "must be an external id (text of at most 64 characters)")
-            else:
-                closed.append(external_id)
+        closed = self._external_ids(v, batch, 'closed_items')
+        self.keep = set(self._external_ids(v, batch, 'keep'))
         if v.errors:
             self._reject(v.errors)
         return debtors, items, payments, closed
+
+    @staticmethod
+    def _external_ids(v, batch, key):
+        "A list of external ids of items (closed_items, keep)."
+        result = []
+        for external_id in batch.get(key, []):
+            if (not isinstance(external_id, str) or not external_id
+                    or len(external_id) > LIMITS['external_id']
+                    or CONTROL.search(external_id)):
+                v.error('item', str(external_id)[:64], key,
+                    "must be an external id (text of at most 64 characters)")
+            else:
+                result.append(external_id)
+        return result
 
     def _records(self, v, kind, records):
         seen = set()
@@ -310,6 +327,8 @@ class BatchImporter:
         # which would otherwise validate the whole batch twice.
         self.administration.__class__.lock([self.administration])
         debtors, items, payments, closed = self.validate(batch)
+        if batch.get('complete', False):
+            self._check_complete(items, closed, batch.get('close_count'))
         debtor_ids = self._upsert_debtors(debtors,
             {i['debtor'] for i in items.values()})
         item_ids = self._upsert_items(items, debtor_ids,
@@ -445,17 +464,44 @@ class BatchImporter:
             [[self.company.id, i, self.today, kind, description]
                 for i in item_ids])
 
+    def _open_items(self):
+        "{external_id: id} of the administration's open items."
+        table = self.Item.__table__()
+        self.cursor.execute(*table.select(table.external_id, table.id,
+                where=(table.administration == self.administration.id)
+                & (table.state == 'open')))
+        return dict(self.cursor)
+
+    def _gone(self, open_items, items, closed_ids):
+        "What a complete batch closes: what it neither sends nor keeps."
+        return (set(open_items) - set(items) - self.keep) | set(closed_ids)
+
+    def _check_complete(self, items, closed_ids, close_count):
+        """A complete batch closes every open item it does not list. An
+        empty or truncated list would close everything, so it must list
+        what it keeps, and a confirmed count must be exact. Nothing is
+        ever closed by an empty list without that confirmation."""
+        open_items = self._open_items()
+        count = len([e for e in self._gone(open_items, items, closed_ids)
+                if e in open_items])
+        listed = set(items) | self.keep
+        if close_count is None and not listed and count:
+            raise UserError(gettext('payt_dunning.msg_import_complete_keep',
+                    administration=self.administration.rec_name,
+                    count=count))
+        if close_count is not None and close_count != count:
+            raise UserError(gettext('payt_dunning.msg_import_close_count',
+                    administration=self.administration.rec_name,
+                    confirmed=close_count, count=count))
+
     def _close(self, items, closed_ids, complete):
         "Close items the source no longer lists as open."
         if not closed_ids and not complete:
             return
         table = self.Item.__table__()
         if complete:
-            self.cursor.execute(*table.select(table.id, table.external_id,
-                    where=(table.administration == self.administration.id)
-                    & (table.state == 'open')))
-            open_items = dict((e, i) for i, e in self.cursor)
-            gone = (set(open_items) - set(items)) | set(closed_ids)
+            open_items = self._open_items()
+            gone = self._gone(open_items, items, closed_ids)
         else:
             open_items = {e: i for e, (i, state) in self._stored(
                     self.Item, ['state'], closed_ids).items()

@@ -9,11 +9,12 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 
 from .pause import PausableMixin
+from .company import CompanyConsistentMixin
 
 _read = {'readonly': True}
 
 
-class OpenItem(PausableMixin, ModelSQL, ModelView):
+class OpenItem(CompanyConsistentMixin, PausableMixin, ModelSQL, ModelView):
     "Open Item"
     __name__ = 'payt.item'
     __string__ = "Open Item"
@@ -147,7 +148,7 @@ class OpenItem(PausableMixin, ModelSQL, ModelView):
                 [('state', '=', 'open')])]
 
 
-class Payment(ModelSQL, ModelView):
+class Payment(CompanyConsistentMixin, ModelSQL, ModelView):
     "Payment"
     __name__ = 'payt.payment'
     __string__ = "Payment"

@@ -30,6 +30,7 @@ from trytond.protocols.wrappers import (
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
+from .company import CompanyConsistentMixin
 from .hub import MaskedSecretsMixin
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def _value(money):
     return Decimal(money['value']) if money else Decimal(0)
 
 
-class OnlinePayment(ModelSQL, ModelView):
+class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
     "Online Payment"
     __name__ = 'payt.online.payment'
     __string__ = "Online Payment"
@@ -437,8 +438,9 @@ class OnlinePayment(ModelSQL, ModelView):
                 Attention.resolve(attentions)
 
 
-class OnlinePaymentLine(ModelSQL, ModelView):
+class OnlinePaymentLine(CompanyConsistentMixin, ModelSQL, ModelView):
     "Online Payment Item"
+    _company_path = 'payment.company'
     __name__ = 'payt.online.payment.line'
     __string__ = "Online Payment Item"
     payment = fields.Many2One('payt.online.payment', "Online Payment",

@@ -12,6 +12,7 @@ from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .bulk import const, invalidate_caches
+from .company import CompanyConsistentMixin
 
 FOLLOW_UP = [
     ('active', "Active"),
@@ -24,7 +25,7 @@ FOLLOW_UP = [
 EVENT_OF = {'pause': 'paused', 'stop': 'stopped', 'resumed': 'resumed'}
 
 
-class Pause(ModelSQL, ModelView):
+class Pause(CompanyConsistentMixin, ModelSQL, ModelView):
     "Follow-up Pause"
     __name__ = 'payt.pause'
     __string__ = "Follow-up Pause"

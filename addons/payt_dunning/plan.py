@@ -21,6 +21,8 @@ from trytond.pyson import Bool, Eval, If
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateAction, StateView, Wizard
 
+from .company import CompanyConsistentMixin
+
 STATES = [
     ('draft', "Draft"),
     ('running', "Running"),
@@ -75,7 +77,7 @@ def monthly_dates(start, count):
     return [start + relativedelta(months=i) for i in range(count)]
 
 
-class Plan(Workflow, ModelSQL, ModelView):
+class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
     "Payment Plan"
     __name__ = 'payt.plan'
     __string__ = "Payment Plan"
@@ -499,8 +501,9 @@ class Plan(Workflow, ModelSQL, ModelView):
         return outcome
 
 
-class PlanLine(ModelSQL, ModelView):
+class PlanLine(CompanyConsistentMixin, ModelSQL, ModelView):
     "Payment Plan Line"
+    _company_path = 'plan.company'
     __name__ = 'payt.plan.line'
     __string__ = "Payment Plan Line"
     plan = fields.Many2One('payt.plan', "Plan", required=True,

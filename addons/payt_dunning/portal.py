@@ -45,6 +45,7 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
+from .company import CompanyConsistentMixin
 from .payment_data import balance
 from .portal_limit import (
     DAY, FAILURE_LIMIT, FAILURE_WINDOW, PLAN_LIMIT, POSTCODE_LIMIT,
@@ -84,7 +85,7 @@ def count_failure(key):
 
 # ----------------------------------------------------------------- models
 
-class PortalLink(ModelSQL, ModelView):
+class PortalLink(CompanyConsistentMixin, ModelSQL, ModelView):
     "Portal Link"
     __name__ = 'payt.portal.link'
     __string__ = "Portal Link"

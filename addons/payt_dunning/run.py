@@ -25,6 +25,7 @@ from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .bulk import const, do_nothing_on_conflict, invalidate_caches
+from .company import CompanyConsistentMixin
 
 
 class DailyRun:
@@ -242,7 +243,7 @@ def _skipped_text(steps):
         s.name for s in steps)
 
 
-class Run(ModelSQL, ModelView):
+class Run(CompanyConsistentMixin, ModelSQL, ModelView):
     "Daily Run"
     __name__ = 'payt.run'
     __string__ = "Daily Run"

@@ -2,6 +2,8 @@
 """The timeline of an open item: everything sent or done, in order."""
 from trytond.model import Index, ModelSQL, ModelView, fields
 
+from .company import CompanyConsistentMixin
+
 EVENT_KINDS = [
     ('imported', "Imported"),
     ('step', "Step reached"),
@@ -23,7 +25,7 @@ EVENT_KINDS = [
     ]
 
 
-class Event(ModelSQL, ModelView):
+class Event(CompanyConsistentMixin, ModelSQL, ModelView):
     "Timeline Event"
     __name__ = 'payt.event'
     __string__ = "Timeline Event"

@@ -3,7 +3,10 @@
 import unittest
 from contextlib import contextmanager
 
+from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
+from trytond.modules.payt_dunning.company import (
+    CompanyLinkError, ReadonlyFieldError)
 from trytond.pool import Pool
 from trytond.tests.test_tryton import activate_module, with_transaction
 from trytond.transaction import Transaction
@@ -115,3 +118,97 @@ class AccessTestCase(unittest.TestCase):
             flow, = Flow.search([], limit=1)
             with self.assertRaises(AccessError):
                 Flow.write([flow], {'name': "Changed"})
+
+    @with_transaction()
+    def test_no_record_links_to_another_company(self):
+        "Even admin cannot make a record of one company point at another's"
+        pool = Pool()
+        Pause = pool.get('payt.pause')
+        Message = pool.get('payt.message')
+        Debtor = pool.get('payt.debtor')
+        ours, theirs, user = self._setup()
+        their_debtor, = Debtor.search([('administration', '=', theirs.id)])
+        with self.assertRaisesRegex(CompanyLinkError, 'belongs to Theirs BV'):
+            Pause.create([{'company': ours.company.id,
+                        'administration': theirs.id, 'kind': 'stop',
+                        'reason': "Hostile", 'start_date': TODAY}])
+        with self.assertRaisesRegex(CompanyLinkError, 'not to Ours BV'):
+            Message.create([{'company': ours.company.id,
+                        'administration': theirs.id,
+                        'debtor': their_debtor.id, 'direction': 'out',
+                        'body': "Pay me"}])
+
+    @with_transaction()
+    def test_clients_cannot_write_read_only_fields(self):
+        "A field the views show read-only is refused over RPC, not inside"
+        pool = Pool()
+        Debtor = pool.get('payt.debtor')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        ours, theirs, user = self._setup()
+        User.write([user], {'groups': [('add', [ModelData.get_id(
+                            'payt_dunning', 'group_payt_consultant')])]})
+        with self._as(user):
+            debtor_record, = Debtor.search([])
+            with self.assertRaisesRegex(ReadonlyFieldError, 'Email'):
+                Debtor.write([debtor_record], {'email': 'x@example.com'})
+        self.assertEqual(debtor_record.email, 'debtor-O1@example.com')
+
+    @with_transaction()
+    def test_complete_batch_must_list_what_it_keeps(self):
+        "complete without items closes nothing; keep and close_count work"
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Item = pool.get('payt.item')
+        ours, theirs, user = self._setup()
+        Administration.import_batch(ours.id, {'items': [
+                    item('OI2', 'O1', TODAY), item('OI3', 'O1', TODAY)]})
+
+        def open_ids():
+            return sorted(i.external_id for i in Item.search([
+                        ('administration', '=', ours.id),
+                        ('state', '=', 'open')]))
+        with self.assertRaisesRegex(UserError, 'must list the items'):
+            Administration.import_batch(ours.id, {'complete': True})
+        with self.assertRaisesRegex(UserError, 'confirms closing 2'):
+            Administration.import_batch(ours.id, {'complete': True,
+                    'close_count': 2})
+        self.assertEqual(open_ids(), ['OI1', 'OI2', 'OI3'])
+        summary = Administration.import_batch(ours.id, {'complete': True,
+                'keep': ['OI1', 'OI2']})
+        self.assertEqual(summary['items_closed'], 1)
+        self.assertEqual(open_ids(), ['OI1', 'OI2'])
+        summary = Administration.import_batch(ours.id, {'complete': True,
+                'close_count': 2})
+        self.assertEqual(summary['items_closed'], 2)
+        self.assertEqual(open_ids(), [])
+
+    @with_transaction()
+    def test_control_characters_refused_in_every_text(self):
+        "A NUL byte in a name or an address is refused naming the field"
+        Administration = Pool().get('payt.administration')
+        ours, theirs, user = self._setup()
+        for field in ['name', 'city', 'street', 'email']:
+            with self.assertRaisesRegex(UserError,
+                    'debtor "N1", field "%s": contains control' % field):
+                Administration.import_batch(ours.id, {'debtors': [
+                            debtor('N1', **{field: 'a\x00b@example.com'})]})
+        with self.assertRaisesRegex(UserError, 'field "description"'):
+            Administration.import_batch(ours.id, {'items': [
+                        item('N2', 'O1', TODAY, description='a\x00b')]})
+
+    @with_transaction()
+    def test_every_wizard_and_button_has_a_group(self):
+        "No wizard or button of the module is open to every logged-in user"
+        pool = Pool()
+        Wizard = pool.get('ir.action.wizard')
+        Button = pool.get('ir.model.button')
+        wizards = Wizard.search([('wiz_name', 'like', 'payt.%')])
+        buttons = Button.search([('model', 'like', 'payt.%')])
+        self.assertGreater(len(wizards), 8)
+        self.assertGreater(len(buttons), 20)
+        self.assertEqual(
+            [w.wiz_name for w in wizards if not w.groups], [])
+        self.assertEqual(
+            ['%s.%s' % (b.model, b.name) for b in buttons if not b.groups],
+            [])
