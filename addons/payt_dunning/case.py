@@ -29,6 +29,7 @@ from . import law
 from .bulk import invalidate_caches
 from .flow import DEBTOR_KINDS
 from .pause import FOLLOW_UP, PauseWizard
+from .timeline import event_params
 
 # The steps a case escalates through, in order; 'new' and 'closed' are the
 # ends.  Letters are sent on the first three: the bailiff writes his own.
@@ -483,8 +484,8 @@ class Case(Workflow, ModelSQL, ModelView):
                     item.step, item.step_date = step, date
                 events.append(Event(company=item.company, item=item,
                         date=date, kind='step', step=step,
-                        description="Handed over by hand to collection "
-                        "case #%s" % case.id))
+                        text_key='msg_event_case_handed_over',
+                        text_params=event_params(case=case.id)))
             Item.save(debtor_items)
             case.principal = sum(
                 (i.case_principal for i in debtor_items), ZERO)
@@ -1291,9 +1292,10 @@ class CaseLetter(ModelSQL, ModelView):
         events = Event.create([{
                     'company': letter.case.company.id, 'item': item.id,
                     'date': letter.date, 'kind': 'sent',
-                    'description': "Collection letter (%s) by %s, "
-                    "received %s" % (letter.step, letter.channel,
-                        letter.receipt_date),
+                    'text_key': 'msg_event_case_letter',
+                    'text_params': event_params(case_step=letter.step,
+                        letter_channel=letter.channel,
+                        receipt_date=letter.receipt_date),
                     } for letter, item in pairs])
         Attachment.create([{
                     'resource': str(event), 'name': letter.pdf_name,

@@ -21,6 +21,7 @@ from trytond.transaction import Transaction
 from . import law
 from .bulk import invalidate_caches
 from .flow import CHANNELS
+from .timeline import event_params
 
 STATES = [
     ('pending', "To Send"),
@@ -795,11 +796,23 @@ class Communication(ModelSQL, ModelView):
         Event.save(events)
         return found
 
-    def _event(self, kind, description, date):
+    def _event(self, kind, detail, date):
+        """A timeline event about this communication, rendered in the
+        reader's language; `detail` is kept only where it is the provider's
+        or the mail server's own words (why it failed)."""
         Event = Pool().get('payt.event')
+        text_key = 'msg_event_communication_' + kind
+        if kind == 'sent' and self.provider == 'self' and (
+                self.state == 'sent'):
+            text_key = 'msg_event_communication_posted_in_house'
+        note = None
+        if kind in {'failed', 'bounced', 'returned'}:
+            note = detail.removeprefix("Undeliverable: ")[:1000]
         return Event(company=self.company, item=self.item, date=date,
             kind=kind, step=self.step, communication=self,
-            description=description[:1000])
+            text_key=text_key, text_params=event_params(
+                channel=self.channel, recipient=self.recipient or '-'),
+            note=note)
 
 
 def parse_dsn(message):
