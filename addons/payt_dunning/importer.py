@@ -488,8 +488,9 @@ class BatchImporter:
                     if item_id:
                         events.append([self.company.id, item_id,
                                 values['date'], 'payment',
-                                "Payment %s now %s" % (
-                                    external_id, values['amount'])])
+                                'msg_event_payment_changed', event_params(
+                                    reference=external_id,
+                                    amount=values['amount'])])
                 continue
             rows.append([self.company.id, self.administration.id, item_id,
                     external_id, values['date'], values['amount'], 'import'])
