@@ -76,6 +76,18 @@ def _case_date():
 
 # --------------------------------------------------------- configuration
 
+def unconfirmed_rate_warnings(rates):
+    """One sentence, in the user's language, per rate used that no official
+    publication confirms yet (law.py gives it a confidence other than
+    'sourced' or 'given')."""
+    from .communication import format_date
+    language = Transaction().language
+    return [gettext('payt_dunning.msg_interest_rate_unconfirmed',
+            date=format_date(start, language), rate=rate)
+        for start, rate, confidence in rates
+        if confidence not in ('sourced', 'given')]
+
+
 class InterestRate(ModelSQL, ModelView):
     "Statutory Interest Rate"
     __name__ = 'payt.interest.rate'
@@ -1070,9 +1082,9 @@ class CaseInterest(ModelSQL, ModelView):
         self.end = result.end
         self.amount = self.case.round(result.interest)
         self.rule = result.rule
-        self.warnings = '\n'.join(result.warnings) or None
         used = sorted({(p.rate_start, p.rate, p.confidence)
                 for p in result.periods})
+        self.warnings = '\n'.join(unconfirmed_rate_warnings(used)) or None
         self.rates = _json([{'from': d, 'rate': r, 'confidence': c}
                 for d, r, c in used])
         self.inputs = _json(result.to_dict())
