@@ -148,11 +148,12 @@ def render_letter(content):
 def _payment_block(payment, language, money, para):
     "IBAN, name, reference, amount and link, beside the EPC QR code."
     labels = PAYMENT_LABELS.get(language, PAYMENT_LABELS['en'])
-    rows = [[labels['amount'], money(payment.amount)],
-        [labels['iban'], payment.iban_display],
-        [labels['beneficiary'], payment.beneficiary],
-        [labels['reference'], payment.reference],
-        [labels['link'], para(payment.link)]]
+    rows = [[labels['amount'], money(payment.amount)]]
+    if payment.iban:
+        rows += [[labels['iban'], payment.iban_display],
+            [labels['beneficiary'], payment.beneficiary],
+            [labels['reference'], payment.reference]]
+    rows.append([labels['link'], para(payment.link)])
     details = Table(rows, colWidths=[38 * mm, 82 * mm], hAlign='LEFT')
     details.setStyle(TableStyle([
                 ('FONTNAME', (0, 0), (0, -1), 'Helvetica-Bold'),

@@ -22,6 +22,11 @@ TEXTS = {
     'en': "Please transfer {amount} to {iban} in the name of {beneficiary}, "
     "quoting {reference}. To pay online: {link}",
     }
+# An administration without an IBAN yet: the link still lets them pay.
+TEXTS_WITHOUT_IBAN = {
+    'nl': "Het bedrag van {amount} kunt u online betalen via {link}",
+    'en': "You can pay {amount} online: {link}",
+    }
 LABELS = {
     'nl': {'iban': "IBAN", 'beneficiary': "Ten name van",
         'reference': "Betalingskenmerk", 'amount': "Te betalen",
@@ -67,7 +72,8 @@ class PaymentData:
 
     def sentence(self, language, money):
         "The payment instruction in the debtor's language."
-        return TEXTS.get(language, TEXTS['en']).format(amount=money(
+        texts = TEXTS if self.iban else TEXTS_WITHOUT_IBAN
+        return texts.get(language, texts['en']).format(amount=money(
                 self.amount), iban=self.iban_display,
             beneficiary=self.beneficiary, reference=self.reference,
             link=self.link)
