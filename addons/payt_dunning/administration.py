@@ -1,6 +1,9 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """An administration: one company whose invoices are followed up."""
+from stdnum.iban import format as iban_format
+
 from trytond.exceptions import UserError
+from trytond.model.exceptions import ValidationError
 from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
@@ -8,9 +11,10 @@ from trytond.pyson import Eval
 from trytond.rpc import RPC
 from trytond.transaction import Transaction
 
+from .company import CompanyConsistentMixin
 from .importer import BatchImporter
 from .pause import PausableMixin
-from .company import CompanyConsistentMixin
+from .payment_data import PaymentData, payment_reference, validate_iban
 
 
 class Administration(
@@ -26,6 +30,9 @@ class Administration(
         searcher='search_name')
     currency = fields.Function(
         fields.Many2One('currency.currency', "Currency"), 'get_currency')
+    iban = fields.Char("IBAN",
+        help="The account debtors pay into: stated on every reminder and "
+        "letter, and in the QR code of letters.")
     flow = fields.Many2One(
         'payt.flow', "Dunning Flow", required=True,
         domain=[('company', 'in', [None, Eval('company', -1)])])
@@ -56,6 +63,38 @@ class Administration(
         cls._buttons.update({
                 'run_wizard': {},
                 })
+
+    @classmethod
+    def validate_fields(cls, administrations, field_names):
+        super().validate_fields(administrations, field_names)
+        if 'iban' in field_names:
+            for administration in administrations:
+                administration.check_iban()
+
+    def check_iban(self):
+        if not self.iban:
+            return
+        try:
+            validate_iban(self.iban)
+        except ValueError:
+            raise ValidationError(gettext(
+                    'payt_dunning.msg_administration_iban_invalid',
+                    iban=self.iban, administration=self.rec_name))
+
+    @fields.depends('iban')
+    def on_change_iban(self):
+        "Shown and stored as the bank prints it: NL91 ABNA 0417 1643 00."
+        try:
+            self.iban = iban_format(validate_iban(self.iban))
+        except (ValueError, TypeError):
+            pass
+
+    def payment_data(self, debtor, numbers, amount, link):
+        "What the debtor needs to pay `amount` for the items `numbers`."
+        return PaymentData(beneficiary=self.name,
+            iban=(self.iban or '').replace(' ', '').upper(),
+            reference=payment_reference(numbers, debtor.external_id),
+            amount=amount, currency=self.currency.code, link=link)
 
     @staticmethod
     def default_company():

@@ -28,9 +28,10 @@ from trytond.wizard import (
 
 from . import law
 from .bulk import invalidate_caches
+from .company import CompanyConsistentMixin
 from .flow import DEBTOR_KINDS
 from .pause import FOLLOW_UP, PauseWizard
-from .company import CompanyConsistentMixin
+from .timeline import event_params
 
 # The steps a case escalates through, in order; 'new' and 'closed' are the
 # ends.  Letters are sent on the first three: the bailiff writes his own.
@@ -76,6 +77,18 @@ def _case_date():
 
 
 # --------------------------------------------------------- configuration
+
+def unconfirmed_rate_warnings(rates):
+    """One sentence, in the user's language, per rate used that no official
+    publication confirms yet (law.py gives it a confidence other than
+    'sourced' or 'given')."""
+    from .communication import format_date
+    language = Transaction().language
+    return [gettext('payt_dunning.msg_interest_rate_unconfirmed',
+            date=format_date(start, language), rate=rate)
+        for start, rate, confidence in rates
+        if confidence not in ('sourced', 'given')]
+
 
 class InterestRate(ModelSQL, ModelView):
     "Statutory Interest Rate"
@@ -485,8 +498,8 @@ class Case(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                     item.step, item.step_date = step, date
                 events.append(Event(company=item.company, item=item,
                         date=date, kind='step', step=step,
-                        description="Handed over by hand to collection "
-                        "case #%s" % case.id))
+                        text_key='msg_event_case_handed_over',
+                        text_params=event_params(case=case.id)))
             Item.save(debtor_items)
             case = cls(case.id)
             case.principal = sum(
@@ -1132,9 +1145,9 @@ class CaseInterest(CompanyConsistentMixin, ModelSQL, ModelView):
         self.end = result.end
         self.amount = self.case.round(result.interest)
         self.rule = result.rule
-        self.warnings = '\n'.join(result.warnings) or None
         used = sorted({(p.rate_start, p.rate, p.confidence)
                 for p in result.periods})
+        self.warnings = '\n'.join(unconfirmed_rate_warnings(used)) or None
         self.rates = _json([{'from': d, 'rate': r, 'confidence': c}
                 for d, r, c in used])
         self.inputs = _json(result.to_dict())
@@ -1353,9 +1366,10 @@ class CaseLetter(CompanyConsistentMixin, ModelSQL, ModelView):
         events = Event.create([{
                     'company': letter.case.company.id, 'item': item.id,
                     'date': letter.date, 'kind': 'sent',
-                    'description': "Collection letter (%s) by %s, "
-                    "received %s" % (letter.step, letter.channel,
-                        letter.receipt_date),
+                    'text_key': 'msg_event_case_letter',
+                    'text_params': event_params(case_step=letter.step,
+                        letter_channel=letter.channel,
+                        receipt_date=letter.receipt_date),
                     } for letter, item in pairs])
         Attachment.create([{
                     'resource': str(event), 'name': letter.pdf_name,

@@ -22,8 +22,9 @@ from trytond.transaction import Transaction
 
 from . import law
 from .bulk import invalidate_caches
-from .flow import CHANNELS
 from .company import CompanyConsistentMixin
+from .flow import CHANNELS
+from .timeline import event_params
 
 STATES = [
     ('pending', "To Send"),
@@ -39,10 +40,12 @@ RANK = {'pending': 0, 'queued': 1, 'sent': 2, 'delivered': 3,
 TEXTS = {
     'sms': {
         'nl': "{company}: factuur {invoice_number} staat nog open voor "
-        "{open_amount} (vervaldatum {due_date}). Graag betalen. "
+        "{open_amount} (vervaldatum {due_date}). Graag betalen op {iban} "
+        "o.v.v. {payment_reference}, of via {payment_link} "
         "Geen sms meer? Antwoord STOP.",
         'en': "{company}: invoice {invoice_number} is still open for "
-        "{open_amount} (due {due_date}). Please pay. "
+        "{open_amount} (due {due_date}). Please pay to {iban} quoting "
+        "{payment_reference}, or via {payment_link} "
         "No more texts? Reply STOP.",
         },
     'call': {
@@ -87,10 +90,16 @@ def without_portal_tokens(text):
 
 
 def format_date(date, language):
-    "Dates as the debtor writes them: 17-10-2026 in Dutch."
+    """Dates in the language's format of the back office (ir.lang), so the
+    debtor and the user read one format per language: 17-10-2026 in Dutch."""
     if not date:
         return ''
-    return date.strftime('%d-%m-%Y' if language == 'nl' else '%d/%m/%Y')
+    return Pool().get('ir.lang').get(language).strftime(date)
+
+
+def date_format(language):
+    "The strftime format of dates in `language` (ir.lang)."
+    return Pool().get('ir.lang').get(language).date
 
 
 def format_money(amount, currency, language):
@@ -200,6 +209,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         item = self.item
         language = item.debtor.language
         today = Pool().get('ir.date').today()
+        portal_url = Pool().get('payt.portal.link').url_for(item.debtor)
+        payment = self.payment_data(portal_url)
         return {
             'debtor_name': item.debtor.name,
             'company': item.company.rec_name,
@@ -213,8 +224,19 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             'days_overdue': (today - item.due_date).days,
             'description': item.description or '',
             'collection_costs': self._collection_costs(),
-            'portal_url': Pool().get('payt.portal.link').url_for(item.debtor),
+            'portal_url': portal_url,
+            'iban': payment.iban_display,
+            'payment_reference': payment.reference,
+            'payment_link': payment.link,
+            'payment_instruction': payment.sentence(language,
+                lambda a: format_money(a, item.currency, language)),
             }
+
+    def payment_data(self, link):
+        "IBAN, reference, amount and link for paying this item."
+        item = self.item
+        return item.administration.payment_data(item.debtor,
+            [item.number or item.external_id], item.open_amount, link)
 
     def _collection_costs(self):
         "Statutory costs the final notice must state exactly (WIK)."
@@ -230,7 +252,12 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         template = self.step.template_for(debtor.language, debtor.kind)
         if not template:
             return None, None
-        return template.render(self.template_values())
+        values = self.template_values()
+        subject, body = template.render(values)
+        # Every reminder says how to pay, also when its text does not.
+        if values['iban'] not in body or values['payment_link'] not in body:
+            body = '%s\n\n%s' % (body.rstrip(), values['payment_instruction'])
+        return subject, body
 
     # ------------------------------------------------------------ sending
 
@@ -675,7 +702,11 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                             None, [debtor.postal_code, debtor.city]))] if l],
             date=first.run_date, language=language,
             subject=first.step.name,
-            reference='%s %s' % (labels['reference'], debtor.external_id),
+            reference='%s %s' % (labels['debtor'], debtor.external_id),
+            date_format=date_format(language),
+            payment=item.administration.payment_data(debtor,
+                [i.number or i.external_id for i in items], total,
+                Pool().get('payt.portal.link').url_for(debtor)),
             paragraphs=paragraphs,
             lines=[letter_module.LetterLine(i.number or i.external_id,
                     i.invoice_date, i.due_date, i.amount, i.open_amount)
@@ -847,11 +878,23 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         Event.save(events)
         return found
 
-    def _event(self, kind, description, date):
+    def _event(self, kind, detail, date):
+        """A timeline event about this communication, rendered in the
+        reader's language; `detail` is kept only where it is the provider's
+        or the mail server's own words (why it failed)."""
         Event = Pool().get('payt.event')
+        text_key = 'msg_event_communication_' + kind
+        if kind == 'sent' and self.provider == 'self' and (
+                self.state == 'sent'):
+            text_key = 'msg_event_communication_posted_in_house'
+        note = None
+        if kind in {'failed', 'bounced', 'returned'}:
+            note = detail.removeprefix("Undeliverable: ")[:1000]
         return Event(company=self.company, item=self.item, date=date,
             kind=kind, step=self.step, communication=self,
-            description=description[:1000])
+            text_key=text_key, text_params=event_params(
+                channel=self.channel, recipient=self.recipient or '-'),
+            note=note)
 
 
 def parse_dsn(message):

@@ -5,9 +5,9 @@ from decimal import Decimal
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 
+from .company import CompanyConsistentMixin
 from .flow import DEBTOR_KINDS, LANGUAGES
 from .pause import PausableMixin
-from .company import CompanyConsistentMixin
 
 # Debtor details come from the accounting package, the source of truth:
 # nobody edits them here.

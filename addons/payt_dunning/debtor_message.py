@@ -20,6 +20,7 @@ from trytond.sendmail import send_message_transactional
 from trytond.transaction import Transaction, without_check_access
 
 from .company import CompanyConsistentMixin
+from .timeline import event_params
 
 logger = logging.getLogger(__name__)
 
@@ -191,12 +192,11 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
         Event = pool.get('payt.event')
         Attention = pool.get('payt.attention')
         today = pool.get('ir.date').today()
-        who = ("Message from the debtor" if self.direction == 'in'
-            else "Message to the debtor")
         first = (self.body or '').strip().splitlines()[0][:200]
         Event.create([{'company': self.company.id, 'item': item.id,
                     'date': today, 'kind': 'message',
-                    'description': ("%s: %s" % (who, first))[:1000]}
+                    'text_key': 'msg_event_message_' + self.direction,
+                    'text_params': event_params(text=first)}
                 for item in self.items()])
         if self.direction == 'in':
             Attention.raise_for(self.administration, 'unread_message',

@@ -25,14 +25,17 @@ USERS = [
         ['group_payt', 'group_payt_consultant'], [0, 1]),
     ]
 PASSWORD = 'payt-demo-2026'
+# Valid test IBANs (check digits right, accounts made up), one per
+# administration.
+DEMO_IBANS = ['NL91 ABNA 0417 1643 00', 'NL20 INGB 0001 2345 67']
 
 
 def build_demo(pool, seed=2026, progress=print):
     rng = random.Random(seed)
     today = pool.get('ir.date').today()
     euro = _euro(pool)
-    administrations = [_administration(pool, name, euro)
-        for name in ADMINISTRATIONS]
+    administrations = [_administration(pool, name, euro, iban)
+        for name, iban in zip(ADMINISTRATIONS, DEMO_IBANS)]
     _users(pool, administrations)
     start = today - datetime.timedelta(days=HISTORY_DAYS)
     for number, administration in enumerate(administrations):
@@ -67,14 +70,15 @@ def _euro(pool):
     return euro
 
 
-def _administration(pool, name, euro):
+def _administration(pool, name, euro, iban):
     Party = pool.get('party.party')
     Company = pool.get('company.company')
     Administration = pool.get('payt.administration')
     party, = Party.create([{'name': name}])
     company, = Company.create([{'party': party.id, 'currency': euro.id,
                 'timezone': 'Europe/Amsterdam'}])
-    administration, = Administration.create([{'company': company.id}])
+    administration, = Administration.create([{'company': company.id,
+                'iban': iban}])
     return administration
 
 

@@ -28,7 +28,8 @@ DEBTOR_KINDS = [
 PLACEHOLDERS = (
     'debtor_name', 'company', 'invoice_number', 'invoice_date', 'due_date',
     'amount', 'open_amount', 'currency', 'days_overdue', 'description',
-    'collection_costs', 'portal_url')
+    'collection_costs', 'portal_url', 'iban', 'payment_reference',
+    'payment_link', 'payment_instruction')
 
 
 class Flow(

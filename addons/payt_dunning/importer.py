@@ -19,6 +19,7 @@ from trytond.transaction import Transaction
 
 from .bulk import const, invalidate_caches
 from .flow import DEBTOR_KINDS, LANGUAGES
+from .timeline import event_params
 
 CHUNK = 1000
 MAX_ERRORS_SHOWN = 20
@@ -423,9 +424,8 @@ class BatchImporter:
         self.summary['items_closed'] += len(closed)
         self.summary['items_reopened'] = len(reopened)
         self._events_for_new_items(max_before)
-        self._events(closed, 'paid', "Closed: paid in the accounting package")
-        self._events(reopened, 'reopened',
-            "Reopened: open again in the accounting package")
+        self._events(closed, 'paid', 'msg_event_closed_paid')
+        self._events(reopened, 'reopened', 'msg_event_reopened')
         ids = {k: v[0] for k, v in self._stored(
                 self.Item, [], set(items) | referenced).items()}
         for external_id in negative:
@@ -450,18 +450,19 @@ class BatchImporter:
         item, event = self.Item.__table__(), self.Event.__table__()
         self.cursor.execute(*event.insert(
                 [event.company, event.item, event.date, event.kind,
-                    event.description, event.create_uid, event.create_date],
+                    event.text_key, event.create_uid, event.create_date],
                 item.select(item.company, item.id, const(self.today, 'DATE'),
-                    const('imported', 'VARCHAR'), const("Imported", 'VARCHAR'),
+                    const('imported', 'VARCHAR'),
+                    const('msg_event_imported', 'VARCHAR'),
                     const(self.user, 'INTEGER'), CurrentTimestamp(),
                     where=(item.administration == self.administration.id)
                     & (item.id > max_before))))
 
-    def _events(self, item_ids, kind, description):
+    def _events(self, item_ids, kind, text_key):
         event = self.Event.__table__()
         self._insert(event, [event.company, event.item, event.date,
-                event.kind, event.description],
-            [[self.company.id, i, self.today, kind, description]
+                event.kind, event.text_key],
+            [[self.company.id, i, self.today, kind, text_key]
                 for i in item_ids])
 
     def _open_items(self):
@@ -514,8 +515,7 @@ class BatchImporter:
                         table.write_uid, table.write_date],
                     ['paid', 0, self.today, self.user, CurrentTimestamp()],
                     where=table.id.in_(to_close[start:start + CHUNK])))
-        self._events(to_close, 'paid',
-            "Closed: no longer open in the accounting package")
+        self._events(to_close, 'paid', 'msg_event_closed_not_open')
         self.summary['items_closed'] += len(to_close)
 
     def _insert_payments(self, payments, item_ids):
@@ -534,15 +534,16 @@ class BatchImporter:
                     if item_id:
                         events.append([self.company.id, item_id,
                                 values['date'], 'payment',
-                                "Payment %s now %s" % (
-                                    external_id, values['amount'])])
+                                'msg_event_payment_changed', event_params(
+                                    reference=external_id,
+                                    amount=values['amount'])])
                 continue
             rows.append([self.company.id, self.administration.id, item_id,
                     external_id, values['date'], values['amount'], 'import'])
             if item_id:
                 events.append([self.company.id, item_id, values['date'],
-                        'payment', "Payment %s of %s" % (
-                            external_id, values['amount'])])
+                        'payment', 'msg_event_payment', event_params(
+                            reference=external_id, amount=values['amount'])])
             else:
                 self.Attention.raise_for(self.administration,
                     'booking_error', "Payment %s of %s without a known "
@@ -554,6 +555,6 @@ class BatchImporter:
         self._update(table, [table.amount, table.date], changed)
         event = self.Event.__table__()
         self._insert(event, [event.company, event.item, event.date,
-                event.kind, event.description], events)
+                event.kind, event.text_key, event.text_params], events)
         self.summary['payments_created'] = len(rows)
         self.summary['payments_updated'] = len(changed)

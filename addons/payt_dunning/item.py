@@ -8,8 +8,8 @@ from trytond.model import (
 from trytond.pool import Pool
 from trytond.pyson import Eval
 
-from .pause import PausableMixin
 from .company import CompanyConsistentMixin
+from .pause import PausableMixin
 
 _read = {'readonly': True}
 

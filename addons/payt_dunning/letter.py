@@ -17,12 +17,15 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import (
-    Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle)
+    Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle)
 from xml.sax.saxutils import escape
+
+from .payment_data import LABELS as PAYMENT_LABELS, PaymentData
 
 LABELS = {
     'nl': {
         'date': "Datum", 'reference': "Kenmerk", 'invoice': "Factuur",
+        'debtor': "Debiteur", 'case': "Dossier",
         'invoice_date': "Factuurdatum", 'due_date': "Vervaldatum",
         'amount': "Bedrag", 'open': "Openstaand", 'regards':
         "Met vriendelijke groet,", 'dear': "Geachte %s,",
@@ -32,6 +35,7 @@ LABELS = {
         },
     'en': {
         'date': "Date", 'reference': "Reference", 'invoice': "Invoice",
+        'debtor': "Debtor", 'case': "Case",
         'invoice_date': "Invoice date", 'due_date': "Due date",
         'amount': "Amount", 'open': "Open", 'regards': "Kind regards,",
         'dear': "Dear %s,", 'principal': "Principal",
@@ -65,6 +69,10 @@ class LetterContent:
     totals: list                # (label, Decimal)
     reference: str = ''
     currency: str = 'EUR'
+    # The language's date format of the back office (ir.lang), so a letter
+    # writes dates as everything else the debtor reads.
+    date_format: str = '%d-%m-%Y'
+    payment: PaymentData | None = None
 
 
 def format_money(amount, currency='EUR', language='nl'):
@@ -75,10 +83,10 @@ def format_money(amount, currency='EUR', language='nl'):
     return '%s %s' % (currency, text)
 
 
-def format_date(date, language='nl'):
+def format_date(date, date_format='%d-%m-%Y'):
     if not date:
         return ''
-    return date.strftime('%d-%m-%Y' if language == 'nl' else '%d/%m/%Y')
+    return date.strftime(date_format)
 
 
 def render_letter(content):
@@ -100,7 +108,7 @@ def render_letter(content):
         para('\n'.join([content.recipient] + content.recipient_lines)),
         Spacer(1, 10 * mm),
         para('%s: %s' % (labels['date'],
-                format_date(content.date, content.language)))]
+                format_date(content.date, content.date_format)))]
     if content.reference:
         story.append(para('%s: %s' % (labels['reference'],
                     content.reference)))
@@ -109,8 +117,8 @@ def render_letter(content):
     money = lambda a: format_money(a, content.currency, content.language)
     rows = [[labels['invoice'], labels['invoice_date'], labels['due_date'],
             labels['amount'], labels['open']]]
-    rows += [[l.number, format_date(l.invoice_date, content.language),
-            format_date(l.due_date, content.language), money(l.amount),
+    rows += [[l.number, format_date(l.invoice_date, content.date_format),
+            format_date(l.due_date, content.date_format), money(l.amount),
             money(l.open_amount)] for l in content.lines]
     rows += [[label, '', '', '', money(amount)]
         for label, amount in content.totals]
@@ -128,10 +136,43 @@ def render_letter(content):
         Spacer(1, 4 * mm)]
     for paragraph in paragraphs[1:]:
         story += [paragraph, Spacer(1, 2 * mm)]
+    if content.payment:
+        story += [Spacer(1, 2 * mm)] + _payment_block(
+            content.payment, content.language, money, para)
     story += [Spacer(1, 6 * mm), para(labels['regards']),
         para(content.sender)]
     doc.build(story)
     return buffer.getvalue()
+
+
+def _payment_block(payment, language, money, para):
+    "IBAN, name, reference, amount and link, beside the EPC QR code."
+    labels = PAYMENT_LABELS.get(language, PAYMENT_LABELS['en'])
+    rows = [[labels['amount'], money(payment.amount)]]
+    if payment.iban:
+        rows += [[labels['iban'], payment.iban_display],
+            [labels['beneficiary'], payment.beneficiary],
+            [labels['reference'], payment.reference]]
+    rows.append([labels['link'], para(payment.link)])
+    details = Table(rows, colWidths=[38 * mm, 82 * mm], hAlign='LEFT')
+    details.setStyle(TableStyle([
+                ('FONTNAME', (0, 0), (0, -1), 'Helvetica-Bold'),
+                ('VALIGN', (0, 0), (-1, -1), 'TOP'),
+                ]))
+    png = payment.epc_qr_png()
+    if not png:
+        return [details]
+    code = Image(io.BytesIO(png), width=36 * mm, height=36 * mm)
+    block = Table([[details, [code, para(labels['qr'], small_style())]]],
+        colWidths=[122 * mm, 40 * mm], hAlign='LEFT')
+    block.setStyle(TableStyle([('VALIGN', (0, 0), (-1, -1), 'TOP')]))
+    return [block]
+
+
+def small_style():
+    style = getSampleStyleSheet()['Normal'].clone('small')
+    style.fontSize, style.leading = 7, 9
+    return style
 
 
 # ----------------------------------------------------------- case letters
@@ -217,6 +258,10 @@ MAXIMUM_TEXT = {
 def case_letter_content(letter):
     "The content of a payt.case.letter, from what the letter stored."
     import json
+
+    from trytond.pool import Pool
+
+    from .communication import date_format
     case = letter.case
     debtor = case.debtor
     language = letter.language if letter.language in LABELS else 'en'
@@ -257,8 +302,11 @@ def case_letter_content(letter):
                         filter(None, [debtor.postal_code, debtor.city]))]
             if l],
         date=letter.date, language=language,
-        subject=subject, reference='%s #%s' % (
-            'Dossier' if language == 'nl' else 'Case', case.id),
+        subject=subject, reference='%s %s' % (labels['case'], case.id),
+        date_format=date_format(language),
+        payment=case.administration.payment_data(debtor,
+            ['%s %s' % (labels['case'], case.id)], letter.total_stated,
+            Pool().get('payt.portal.link').url_for(debtor)),
         paragraphs=[t.format(**values) for t in texts],
         lines=[LetterLine(i.number or i.external_id, i.invoice_date,
                 i.due_date, i.amount, principals.get(i, i.case_principal))

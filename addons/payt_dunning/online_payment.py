@@ -32,6 +32,7 @@ from trytond.wsgi import app
 
 from .company import CompanyConsistentMixin
 from .hub import MaskedSecretsMixin
+from .timeline import event_params
 
 logger = logging.getLogger(__name__)
 
@@ -292,12 +293,13 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
         return self.mollie_id if not count else '%s/%s' % (
             self.mollie_id, count + 1)
 
-    def _event(self, item, description):
+    def _event(self, item, text_key, **params):
         pool = Pool()
         Event = pool.get('payt.event')
         Event.create([{'company': self.company.id, 'item': item.id,
                     'date': pool.get('ir.date').today(), 'kind': 'online',
-                    'description': description[:1000]}])
+                    'text_key': text_key, 'text_params': event_params(
+                        reference=self.mollie_id, **params)}])
 
     def _register(self, amount):
         "Take `amount` off the items in order; any rest is an overpayment."
@@ -329,9 +331,9 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
                     + part})
             left -= part
             partial = open_amount > 0
-            self._event(item, "Paid online via Mollie %s: %s%s" % (
-                    self.mollie_id, part, " (partial payment, %s still "
-                    "open)" % open_amount if partial else ""))
+            self._event(item, 'msg_event_online_paid_partially' if partial
+                else 'msg_event_online_paid', amount=part,
+                open_amount=open_amount)
             Attention.raise_for(self.administration, 'online_payment',
                 "Online payment %s of %s on %s, awaiting the accounting "
                 "package" % (self.mollie_id, part,
@@ -348,8 +350,8 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
                 "allocate it" % (left, self.mollie_id, self.debtor.name),
                 debtor=self.debtor)
             for line in self.lines[:1]:
-                self._event(line.item, "Overpaid online via Mollie %s: %s "
-                    "more than open" % (self.mollie_id, left))
+                self._event(line.item, 'msg_event_online_overpaid',
+                    amount=left)
 
     def _reverse(self, amount, reason):
         "A refund or chargeback: put `amount` back on the items, last first."
@@ -390,8 +392,8 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
                     'state': 'open', 'paid_date': None})
             Line.write([line], {'registered': line.registered - part})
             left -= part
-            self._event(item, "Online payment %s: %s of %s, %s open again"
-                % (self.mollie_id, reason, part, item.open_amount + part))
+            self._event(item, 'msg_event_online_' + reason, amount=part,
+                open_amount=item.open_amount + part)
             Attention.raise_for(self.administration, 'online_payment',
                 "Online payment %s: %s of %s on %s" % (self.mollie_id,
                     reason, part, item.number or item.external_id),

@@ -13,6 +13,7 @@ from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .bulk import const, invalidate_caches
 from .company import CompanyConsistentMixin
+from .timeline import event_params
 
 FOLLOW_UP = [
     ('active', "Active"),
@@ -127,10 +128,8 @@ class Pause(CompanyConsistentMixin, ModelSQL, ModelView):
                 'lifted_by': user,
                 })
         for pause in pauses:
-            reason = (
-                "Resumed automatically after the end date %s" % pause.end_date
-                if automatic else "Resumed")
-            pause._record_on_timeline('resumed', reason, None)
+            pause._record_on_timeline('resumed', None,
+                pause.end_date if automatic else None)
 
     def _record_on_timeline(self, kind, reason, end_date):
         "One timeline event on every open item the pause covers."
@@ -146,23 +145,22 @@ class Pause(CompanyConsistentMixin, ModelSQL, ModelView):
             where &= item.debtor == self.debtor.id
         if self.item:
             where &= item.id == self.item.id
-        description = reason
+        text_key = 'msg_event_' + EVENT_OF[kind]
         if end_date:
-            description = "%s (until %s)" % (reason, end_date)
-        scope = self.scope
-        if scope != 'item':
-            description = "%s of the %s: %s" % (
-                kind.capitalize(), scope, description)
+            text_key += '_automatically' if kind == 'resumed' else '_until'
+        text_params = event_params(
+            scope=self.scope, reason=reason, end_date=end_date)
         user = Transaction().user
         cursor.execute(*event.insert(
                 [event.company, event.item, event.date, event.kind,
-                    event.description, event.create_uid, event.create_date],
+                    event.text_key, event.text_params, event.create_uid,
+                    event.create_date],
                 item.select(
                     item.company, item.id, const(self.start_date
                         if kind != 'resumed' else
                         (self.lifted_date or self.start_date), 'DATE'),
                     const(EVENT_OF[kind], 'VARCHAR'),
-                    const(description[:1000], 'VARCHAR'),
+                    const(text_key, 'VARCHAR'), const(text_params, 'VARCHAR'),
                     const(user, 'INTEGER'),
                     CurrentTimestamp(), where=where)))
         invalidate_caches()

@@ -1,142 +1,93 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
-"""What a debtor owes now, and how to pay it (issue 9 item 5).
+"""What a debtor needs to pay: IBAN, payment reference, amount and link.
 
-One computation for the portal page, the plan a debtor requests there and
-the payment data every page states, so that they always agree with each
-other and with the collection case the back office shows: an item outside
-a case owes its open amount; an item in an open case owes its share of the
-case's principal, and the case separately owes its costs and interest."""
-from dataclasses import dataclass, field
+Every reminder and letter states them (issue 9); letters in euros also carry
+the EPC QR code ("GiroCode") that banking apps scan to fill in a transfer.
+"""
+import dataclasses
+import io
 from decimal import Decimal
 
+import segno.helpers
 from stdnum import iban as stdnum_iban
 
-from trytond.exceptions import UserError
-from trytond.i18n import gettext
-from trytond.model import fields
-from trytond.pool import Pool, PoolMeta
+# EPC069-12: the unstructured remittance information holds 140 characters,
+# the beneficiary's name 70.
+MAX_REFERENCE, MAX_NAME = 140, 70
 
-ZERO = Decimal(0)
-# SEPA remittance information: 140 characters at most.
-MAX_REFERENCE = 140
+TEXTS = {
+    'nl': "Graag het bedrag van {amount} overmaken naar {iban} ten name van "
+    "{beneficiary}, onder vermelding van {reference}. Online betalen kan "
+    "via {link}",
+    'en': "Please transfer {amount} to {iban} in the name of {beneficiary}, "
+    "quoting {reference}. To pay online: {link}",
+    }
+# An administration without an IBAN yet: the link still lets them pay.
+TEXTS_WITHOUT_IBAN = {
+    'nl': "Het bedrag van {amount} kunt u online betalen via {link}",
+    'en': "You can pay {amount} online: {link}",
+    }
+LABELS = {
+    'nl': {'iban': "IBAN", 'beneficiary': "Ten name van",
+        'reference': "Betalingskenmerk", 'amount': "Te betalen",
+        'link': "Online betalen", 'qr': "Scan met uw bankapp om te betalen"},
+    'en': {'iban': "IBAN", 'beneficiary': "In the name of",
+        'reference': "Payment reference", 'amount': "To pay",
+        'link': "Pay online", 'qr': "Scan with your banking app to pay"},
+    }
 
 
-@dataclass
-class ItemOwed:
-    item: object
-    principal: Decimal
-    case: object = None
-
-
-@dataclass
-class CaseOwed:
-    case: object
-    costs: Decimal
-    interest: Decimal
-
-
-@dataclass
-class Balance:
-    items: list = field(default_factory=list)
-    cases: list = field(default_factory=list)
-
-    @property
-    def principal(self):
-        return sum((i.principal for i in self.items), ZERO)
-
-    @property
-    def costs(self):
-        return sum((c.costs for c in self.cases), ZERO)
+@dataclasses.dataclass
+class PaymentData:
+    beneficiary: str
+    iban: str               # electronic format, no spaces
+    reference: str
+    amount: Decimal
+    currency: str
+    link: str
 
     @property
-    def interest(self):
-        return sum((c.interest for c in self.cases), ZERO)
-
-    @property
-    def total(self):
-        return self.principal + self.costs + self.interest
-
-    def reference(self):
-        "The transfer's reference: the invoice numbers, as SEPA allows."
-        numbers = [i.item.number or i.item.external_id for i in self.items
-            if i.principal > 0]
-        text = ' '.join(numbers)
-        if len(text) > MAX_REFERENCE:
-            text = text[:MAX_REFERENCE].rsplit(' ', 1)[0]
-        return text
-
-
-def balance(debtor):
-    """What the debtor owes now on its open items and open cases.
-
-    Payments already registered on a case's items (online payments, the
-    last import) are first booked on the case, costs - interest -
-    principal (art. 6:44 BW), as the daily run would."""
-    pool = Pool()
-    Item = pool.get('payt.item')
-    Case = pool.get('payt.case')
-    today = pool.get('ir.date').today()
-    cases = Case.search([('debtor', '=', debtor.id),
-            ('state', '!=', 'closed')])
-    if cases:
-        Case._sync_payments(cases, today)
-        cases = Case.browse([c.id for c in cases])
-    result = Balance()
-    in_case = {}
-    for case in cases:
-        for item, principal in case.item_principals().items():
-            in_case[item.id] = (case, principal)
-        costs, interest = case.remaining_costs, case.remaining_interest
-        if costs or interest or any(
-                p > 0 for p in case.item_principals().values()):
-            result.cases.append(CaseOwed(case, costs, interest))
-    items = Item.search([('debtor', '=', debtor.id),
-            ('state', '=', 'open')], order=[('due_date', 'ASC'),
-            ('id', 'ASC')])
-    for item in items:
-        if item.id in in_case:
-            case, principal = in_case[item.id]
-            result.items.append(ItemOwed(item, principal, case))
-        else:
-            result.items.append(ItemOwed(item, max(item.open_amount, ZERO)))
-    return result
-
-
-class Administration(metaclass=PoolMeta):
-    __name__ = 'payt.administration'
-    payment_iban = fields.Char("IBAN for Payments",
-        help="The account debtors transfer to; stated on the portal.")
-
-    @classmethod
-    def validate_fields(cls, administrations, field_names):
-        super().validate_fields(administrations, field_names)
-        if field_names and 'payment_iban' not in field_names:
-            return
-        for administration in administrations:
-            if (administration.payment_iban
-                    and not stdnum_iban.is_valid(administration.payment_iban)):
-                raise UserError(gettext('payt_dunning.msg_payment_iban',
-                        iban=administration.payment_iban,
-                        administration=administration.rec_name))
-
-    @classmethod
-    def create(cls, vlist):
-        return super().create([cls._compact_iban(v) for v in vlist])
-
-    @classmethod
-    def write(cls, *args):
-        args = list(args)
-        for i in range(1, len(args), 2):
-            args[i] = cls._compact_iban(args[i])
-        super().write(*args)
-
-    @staticmethod
-    def _compact_iban(values):
-        if values.get('payment_iban'):
-            values = dict(values,
-                payment_iban=stdnum_iban.compact(values['payment_iban']))
-        return values
-
     def iban_display(self):
-        return stdnum_iban.format(self.payment_iban) \
-            if self.payment_iban else ''
+        return stdnum_iban.format(self.iban) if self.iban else ''
+
+    def epc_payload_arguments(self):
+        "The arguments of segno's EPC QR code; None where none can be made."
+        if (self.currency != 'EUR' or not self.iban
+                or not Decimal('0.01') <= self.amount <= Decimal(
+                    '999999999.99')):
+            return None
+        return dict(name=self.beneficiary[:MAX_NAME], iban=self.iban,
+            amount=self.amount, text=self.reference[:MAX_REFERENCE],
+            encoding='utf-8')
+
+    def epc_qr_png(self, scale=4):
+        "The EPC QR code as PNG bytes, or None (not in euros, no IBAN)."
+        arguments = self.epc_payload_arguments()
+        if arguments is None:
+            return None
+        buffer = io.BytesIO()
+        segno.helpers.make_epc_qr(**arguments).save(
+            buffer, kind='png', scale=scale, border=4)
+        return buffer.getvalue()
+
+    def sentence(self, language, money):
+        "The payment instruction in the debtor's language."
+        texts = TEXTS if self.iban else TEXTS_WITHOUT_IBAN
+        return texts.get(language, texts['en']).format(amount=money(
+                self.amount), iban=self.iban_display,
+            beneficiary=self.beneficiary, reference=self.reference,
+            link=self.link)
+
+
+def payment_reference(numbers, debtor_number):
+    """The reference a transfer quotes: the invoice numbers it pays, or the
+    debtor's number where they would not fit in the bank's 140 characters."""
+    text = ' '.join(n for n in numbers if n)
+    if text and len(text) <= MAX_REFERENCE:
+        return text
+    return debtor_number[:MAX_REFERENCE]
+
+
+def validate_iban(value):
+    "The IBAN in electronic format, or ValueError."
+    return stdnum_iban.validate(value)

@@ -22,6 +22,7 @@ from trytond.transaction import Transaction
 from trytond.wizard import Button, StateAction, StateView, Wizard
 
 from .company import CompanyConsistentMixin
+from .timeline import event_params
 
 STATES = [
     ('draft', "Draft"),
@@ -341,8 +342,8 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                         ('reason', '=', 'plan_requested'),
                         ('state', '=', 'open')]):
                 Attention.resolve([attention])
-            plan._timeline("Payment plan %s started: %s in %s terms" % (
-                    plan.id, plan.total, len(plan.terms)))
+            plan._timeline('msg_event_plan_started', amount=plan.total,
+                terms=len(plan.terms))
             plan.send_schedule()
 
     @classmethod
@@ -373,19 +374,19 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                     ('state', '=', 'active')])
             Pause.lift(pauses)
             if plan.start_datetime:
-                plan._timeline("Payment plan %s %s" % (plan.id, how))
+                plan._timeline('msg_event_plan_' + how)
         cls.write(plans, {'end_date': today})
 
     def _automatic(self):
         return 'plan:%s' % self.id
 
-    def _timeline(self, description, date=None):
+    def _timeline(self, text_key, date=None, **params):
         pool = Pool()
         Event = pool.get('payt.event')
         date = date or pool.get('ir.date').today()
         Event.create([{'company': self.company.id, 'item': item.id,
-                    'date': date, 'kind': 'plan',
-                    'description': description[:1000]}
+                    'date': date, 'kind': 'plan', 'text_key': text_key,
+                    'text_params': event_params(plan=self.id, **params)}
                 for item in self.items()])
 
     # ---------------------------------------------------------- emails
@@ -479,9 +480,9 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                         TEXTS['reminder_body'][language] % values):
                     term.reminder_date = date
                     Term.save([term])
-                    self._timeline("Reminder sent for term %s of plan %s "
-                        "(%s due %s)" % (term.number, self.id, open_amount,
-                            term.due_date), date)
+                    self._timeline('msg_event_plan_term_reminder', date,
+                        term=term.number, amount=open_amount,
+                        due_date=term.due_date)
                     outcome['reminders'] = outcome.get('reminders', 0) + 1
             if term.state == 'open' and term.due_date < date:
                 term.state = 'expired'
@@ -492,8 +493,8 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                     "Term %s of payment plan %s (%s, due %s) was not paid" % (
                         term.number, self.id, open_amount, term.due_date),
                     debtor=self.debtor)
-                self._timeline("Term %s of plan %s expired unpaid" % (
-                        term.number, self.id), date)
+                self._timeline('msg_event_plan_term_expired', date,
+                    term=term.number)
                 if self.break_on_missed:
                     self.__class__.break_([self])
                     outcome['broken'] = 1

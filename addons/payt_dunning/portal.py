@@ -46,7 +46,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .company import CompanyConsistentMixin
-from .payment_data import balance
+from .owed import balance
 from .portal_limit import (
     DAY, FAILURE_LIMIT, FAILURE_WINDOW, PLAN_LIMIT, POSTCODE_LIMIT,
     POSTCODE_REVOKE, setting)
@@ -692,15 +692,17 @@ class Portal:
             '<p class="total">{}: <strong>{}</strong></p>').format(
             self.t('how_to_pay'), self.t('total_owed'),
             self.money(owed.total))
-        if administration.payment_iban:
+        data = administration.payment_data(self.debtor, owed.numbers(),
+            owed.total, '#pay')
+        if data.iban:
             out += Markup('<p>{}</p>').format(Markup(self.t('transfer')).format(
                     amount=Markup('<strong>{}</strong>').format(
                         self.money(owed.total)),
                     iban=Markup('<strong id="iban">{}</strong>').format(
-                        administration.iban_display()),
-                    holder=administration.company.rec_name,
+                        data.iban_display),
+                    holder=data.beneficiary,
                     reference=Markup('<strong id="reference">{}</strong>'
-                        ).format(owed.reference())))
+                        ).format(data.reference)))
         out += Markup('<p><a class="button" href="#pay">{}</a></p>'
             '</section>').format(self.t('pay_link'))
         return out
@@ -1154,8 +1156,7 @@ def build_portal_demo(pool, administrations, progress=print):
     Template = pool.get('payt.flow.step.template')
     administration = administrations[0]
     Administration.write(list(administrations), {
-            'mollie_api_key': 'test_paytdemo000000000000000000000',
-            'payment_iban': 'NL02ABNA0123456789'})
+            'mollie_api_key': 'test_paytdemo000000000000000000000'})
     # Every reminder carries the debtor's personal portal link.
     templates = {t for a in administrations for s in a.flow.steps
         for t in s.templates if '${portal_url}' not in t.body}

@@ -26,6 +26,7 @@ from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .bulk import const, do_nothing_on_conflict, invalidate_caches
 from .company import CompanyConsistentMixin
+from .timeline import event_params
 
 
 class DailyRun:
@@ -168,30 +169,38 @@ class DailyRun:
         (an item imported late, or paused for a while), so no step is
         skipped silently, without a row per skipped step."""
         item, event = self.item, self.event
-        below_text = ("Skipped: open amount below the step's minimum of %s: "
-            "%s." % (step.min_amount, step.name))
-        reached_text = "Step reached: %s." % step.name
-        branches = []
+
+        def text(below, skipped):
+            key = 'msg_event_step_below_minimum' if below else (
+                'msg_event_step_reached')
+            if skipped:
+                key += '_skipped'
+            params = event_params(step=step, min_amount=step.min_amount
+                if below else None, steps=[s.id for s in skipped] or None)
+            return key, params
+
         # The steps skipped depend on where the item stood: after step j,
         # it skipped j+1 .. index-1; without a step of this flow, all before.
+        branches = []
         for j, current in enumerate(self.steps[:index]):
-            skipped = _skipped_text(self.steps[j + 1:index])
+            skipped = self.steps[j + 1:index]
             branches.append((below & (item.step == current.id),
-                    const(below_text + skipped, 'VARCHAR')))
-            branches.append((item.step == current.id,
-                    const(reached_text + skipped, 'VARCHAR')))
-        skipped = _skipped_text(self.steps[:index])
-        branches.append((below, const(below_text + skipped, 'VARCHAR')))
-        description = Case(*branches,
-            else_=const(reached_text + skipped, 'VARCHAR'))
+                    text(True, skipped)))
+            branches.append((item.step == current.id, text(False, skipped)))
+        branches.append((below, text(True, self.steps[:index])))
+        otherwise = text(False, self.steps[:index])
+        text_key, text_params = (Case(
+                *[(condition, const(t[i], 'VARCHAR'))
+                    for condition, t in branches],
+                else_=const(otherwise[i], 'VARCHAR')) for i in (0, 1))
         kind = Case((below, const('skipped', 'VARCHAR')),
             else_=const('step', 'VARCHAR'))
         self.cursor.execute(*event.insert(
                 [event.company, event.item, event.date, event.kind,
-                    event.step, event.description, event.create_uid,
-                    event.create_date],
+                    event.step, event.text_key, event.text_params,
+                    event.create_uid, event.create_date],
                 item.select(item.company, item.id, const(self.date, 'DATE'),
-                    kind, const(step.id, 'INTEGER'), description,
+                    kind, const(step.id, 'INTEGER'), text_key, text_params,
                     const(self.user, 'INTEGER'),
                     CurrentTimestamp(), where=reached)))
 
@@ -234,13 +243,6 @@ class DailyRun:
                     const(self.user, 'INTEGER'),
                     CurrentTimestamp(),
                     where=where & ~item.id.in_(already))))
-
-
-def _skipped_text(steps):
-    if not steps:
-        return ''
-    return " Skipped, as a later step was already due: %s." % ", ".join(
-        s.name for s in steps)
 
 
 class Run(CompanyConsistentMixin, ModelSQL, ModelView):

@@ -257,7 +257,7 @@ class OnlinePaymentTestCase(PortalCase):
         events = self.query('payt.event', [('item', '=',
                     self.item_ids['A1']), ('kind', '=', 'online')],
             ['description'])
-        self.assertIn('chargeback of 121.00', events[-1]['description'])
+        self.assertIn('chargeback of EUR 121.00', events[-1]['description'])
         self.assertEqual(self.payments(), [
                 (mollie_id, Decimal('121.00'), 'online'),
                 (mollie_id + '/r2', Decimal('-121.00'), 'online')])

@@ -592,7 +592,7 @@ class PortalMoneyTestCase(PortalCase):
         with self.server.transaction() as pool:
             Administration = pool.get('payt.administration')
             Administration.write([Administration(self.administration)],
-                {'payment_iban': 'nl02 abna 0123 4567 89'})
+                {'iban': 'nl02 abna 0123 4567 89'})
         case_id = self.server.open_case(self.administration, 'A1')
         figures = self.case_figures(case_id)
         self.assertGreater(figures['costs'], 0)

@@ -62,7 +62,7 @@ class PortalBrowserTestCase(PortalCase):
         with self.server.transaction() as pool:
             Administration = pool.get('payt.administration')
             Administration.write([Administration(self.administration)],
-                {'payment_iban': 'NL02ABNA0123456789'})
+                {'iban': 'NL02ABNA0123456789'})
             administration = Administration(self.administration)
             # Names as a README reader expects them.
             pool.get('party.party').write(

@@ -153,7 +153,7 @@ class RunTestCase(unittest.TestCase):
         skipped, = [e for e in fresh(found['small']).events
             if e.kind == 'skipped']
         self.assertEqual(skipped.description,
-            "Skipped: open amount below the step's minimum of 50.00: "
+            "Skipped: open amount below the step's minimum of EUR 50.00: "
             "Eerste herinnering. Skipped, as a later step was already due: "
             "Vriendelijke herinnering voor de vervaldatum.")
         step_summary = [s for s in summary['steps'] if s['lead_days'] == 7][0]
