@@ -203,7 +203,7 @@ def administration_of(pool, access, value):
 
 
 def fields_of(request):
-    "The top-level names of the fields parameter {"only": [...]}."
+    'The top-level names of the fields parameter {"only": [...]}.'
     value = request.args.get('fields')
     if not value:
         return None
