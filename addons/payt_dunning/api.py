@@ -78,9 +78,10 @@ def money(value):
 
 
 def timestamp(value):
-    "Tryton stores naive UTC datetimes."
-    return None if value is None else value.replace(microsecond=0
-        ).isoformat() + 'Z'
+    """Tryton stores naive UTC datetimes. Microseconds are kept: a client
+    passes the last updated_at back as updated_after, and a batch writes
+    many records within one second."""
+    return None if value is None else value.isoformat() + 'Z'
 
 
 def day(value):
