@@ -102,6 +102,15 @@ class Access:
         self.user = token.user.id
         self.company = token.company.id
         self.administration = token.administration.id
+        # The record rules see the companies of the user's current
+        # company: here the token's, while the user still belongs to it.
+        self.companies = [self.company] if self.company in [
+            c.id for c in token.user.companies] else []
+
+    def context(self):
+        "As the web client's RPC: access rights and record rules checked."
+        return {'company': self.company, '_companies': self.companies,
+            '_check_access': True}
 
 
 def _gate(request, pool, scope):
@@ -136,8 +145,8 @@ def endpoint(path, method, scope):
             def run(request, pool):
                 return handler(request, pool, access, **kwargs)
             return with_transaction(readonly=method == 'GET',
-                user=access.user, context={'company': access.company,
-                    'companies': [access.company]})(run)(request, pool)
+                user=access.user, context=access.context())(run)(
+                request, pool)
 
         def view(request, pool, **kwargs):
             try:
