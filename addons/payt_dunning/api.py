@@ -28,7 +28,7 @@ from trytond.protocols.wrappers import with_pool, with_transaction
 from trytond.transaction import Transaction
 from trytond.wsgi import app
 
-from .importer import Validator
+from .importer import DEBTOR_FIELDS, BatchImporter, Validator
 
 PREFIX = '/<database_name>/api'
 MAX_BODY = 16 * 1024 * 1024
@@ -357,13 +357,11 @@ DEBTOR_MAP = {'debtor_number': 'external_id', 'name': 'name',
     'country_code': 'country', 'language_code': 'language',
     'vat_number': 'vat_number', 'coc_number': 'coc_number'}
 DEBTOR_IGNORED = {'debtor_identifier', 'is_company'}
-BATCH_DEBTOR_FIELDS = ['name', 'kind', 'email', 'phone', 'language',
-    'street', 'postal_code', 'city', 'country', 'vat_number', 'coc_number']
 
 
 def debtor_record(record, stored):
     "The batch debtor of a Payt debtor, keeping what Payt does not send."
-    values = {f: getattr(stored, f) for f in BATCH_DEBTOR_FIELDS} if (
+    values = {f: getattr(stored, f) for f in DEBTOR_FIELDS} if (
         stored) else {}
     for payt, ours in DEBTOR_MAP.items():
         if payt in record:
@@ -392,8 +390,13 @@ def import_valid(pool, administration, kind, records, validate):
     Administration = pool.get('payt.administration')
     Currency = pool.get('currency.currency')
     currencies = {c.code: (c.id, c.digits) for c in Currency.search([])}
-    valid, errors = [], {}
+    valid, errors, seen = [], {}, set()
     for key, record in records:
+        if record['external_id'] in seen:
+            errors.setdefault(key, []).append(
+                "appears more than once in the request")
+            continue
+        seen.add(record['external_id'])
         validator = Validator(currencies)
         validate(validator, record, currencies)
         if validator.errors:
@@ -407,7 +410,6 @@ def import_valid(pool, administration, kind, records, validate):
 
 @endpoint('/v1/debtors', 'POST', 'debtors:write')
 def post_debtors(request, pool, access):
-    from .importer import BatchImporter
     Debtor = pool.get('payt.debtor')
     body = body_of(request)
     records = records_of(body, 'debtors')
@@ -542,7 +544,6 @@ def payments_of(record):
 
 @endpoint('/v1/invoices', 'POST', 'invoices:write')
 def post_invoices(request, pool, access):
-    from .importer import BatchImporter
     Debtor = pool.get('payt.debtor')
     body = body_of(request)
     records = records_of(body, 'invoices')

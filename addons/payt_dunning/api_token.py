@@ -5,7 +5,6 @@ scopes, stored as a SHA-256 hash, shown once by the wizard, revocable.
 The API acts as the token's user within the administration's company only,
 so the same access rights and record rules apply as in the web client."""
 import datetime
-import hashlib
 import secrets
 import time
 
@@ -19,16 +18,13 @@ from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 # Importing api registers its routes on the Tryton server.
 from .api import base_url
+from .portal import hash_token
 
 # Scopes as Payt names them (<resource>:<action>); those the API serves.
 SCOPES = ['administrations:read', 'debtors:read', 'debtors:write',
     'invoices:read', 'invoices:write', 'payments:read']
 DEFAULT_SCOPES = ' '.join(SCOPES)
 RATE_PER_SECOND = 10
-
-
-def hash_token(token):
-    return hashlib.sha256(token.encode('utf-8')).hexdigest()
 
 
 class ApiToken(ModelSQL, ModelView):

@@ -190,13 +190,16 @@ class ApiTestCase(unittest.TestCase):
         changed = invoice('F0001', 'D001', open_amount='0.00')
         bad = invoice('F0002', 'D002', amount='12.345')
         new = invoice('F1000', 'D000')
+        twice = invoice('F1000', 'D001')
         response = self.call(client, 'POST', '/v1/invoices', json={
                 'administration_id': self.administration(),
-                'invoices': [changed, bad, new]})
+                'invoices': [changed, bad, new, twice]})
         body = response.json()
         self.assertEqual(body['count'], 2, body)
-        self.assertEqual(list(body['errors']), ['F0002'])
+        self.assertEqual(sorted(body['errors']), ['F0002', 'F1000'])
         self.assertIn('amount', body['errors']['F0002'][0])
+        self.assertEqual(body['errors']['F1000'],
+            ["appears more than once in the request"])
         recent, _ = self.all_invoices(client, updated_after=since)
         self.assertEqual(sorted(i['invoice_number'] for i in recent),
             ['F0001', 'F1000'])
@@ -285,6 +288,33 @@ class ApiTestCase(unittest.TestCase):
         self.assertIn([hashlib.sha256(token.encode()).hexdigest(),
                 token[:6]], stored)
         self.assertNotIn(token, out)
+
+    def test_wizard_shows_token_once(self):
+        "A consultant's wizard shows a working token with the chosen scopes"
+        out = self.database.python(
+            "User = pool.get('res.user')\n"
+            "consultant, = User.search([('login', '=', 'consultant_b')])\n"
+            "Create = pool.get('payt.api.token.create', type='wizard')\n"
+            "with Transaction().set_user(consultant.id), "
+            "Transaction().set_context(company=consultant.company.id,"
+            " _check_access=True):\n"
+            "    session, _, _ = Create.create()\n"
+            "    answer = Create.execute(session, {'start': {"
+            "'administration': %s, 'name': 'From the wizard',"
+            " 'scopes': 'invoices:read bogus:scope'}}, 'create_')\n"
+            "print(json.dumps(answer['view']['defaults']))"
+            % self.administration('B'))
+        shown = json.loads(out.strip().splitlines()[-1])
+        self.assertTrue(shown['base_url'].endswith(
+                '/%s/api' % self.database.name))
+        client = httpx.Client(base_url=self.base, headers={
+                'Authorization': 'Bearer ' + shown['token']})
+        self.addCleanup(client.close)
+        params = {'administration_id': self.administration('B')}
+        self.assertEqual(self.call(client, 'GET', '/v1/invoices',
+                params=params).status_code, 200)
+        self.assertEqual(self.call(client, 'GET', '/v1/debtors',
+                params=params).status_code, 403)
 
     def test_malformed_request_stores_nothing(self):
         "422 for malformed JSON or a body without its list; nothing stored"
