@@ -174,10 +174,20 @@ def endpoint(path, method, scope):
     return decorator
 
 
-def body_of(request):
-    "The JSON object of the request, or 422."
+def body_of(request, lists=()):
+    """The JSON object of the request, or 422. The spec also allows a form
+    (application/x-www-form-urlencoded; the only body it lists for block
+    and resume): flat fields, and the `lists` as name[]=a&name[]=b."""
     if (request.content_length or 0) > MAX_BODY:
         raise malformed("The request body is too large")
+    if request.mimetype == 'application/x-www-form-urlencoded':
+        form = request.form
+        body = {k: form.get(k) for k in form if not k.endswith(']')}
+        for name in lists:
+            values = form.getlist(name + '[]') or form.getlist(name)
+            if values:
+                body[name] = values
+        return body
     try:
         body = json.loads(request.get_data(cache=True) or b'null')
     except ValueError as error:
@@ -640,7 +650,8 @@ def items_named(pool, access, body):
 @endpoint('/v1/invoices/block', 'PATCH', 'invoices:write')
 def block_invoices(request, pool, access):
     Pause = pool.get('payt.pause')
-    items, errors = items_named(pool, access, body_of(request))
+    items, errors = items_named(pool, access, body_of(request,
+            lists=('invoice_numbers', 'invoice_identifiers')))
     to_block = [i for i in items if not api_pauses(pool, i)]
     Pause.hold(to_block, 'pause', PAUSE_REASON, automatic=PAUSE_CAUSE)
     return write_result(len(items), errors, {}, status=200)
@@ -649,7 +660,8 @@ def block_invoices(request, pool, access):
 @endpoint('/v1/invoices/resume', 'PATCH', 'invoices:write')
 def resume_invoices(request, pool, access):
     Pause = pool.get('payt.pause')
-    items, errors = items_named(pool, access, body_of(request))
+    items, errors = items_named(pool, access, body_of(request,
+            lists=('invoice_numbers', 'invoice_identifiers')))
     Pause.lift([p for i in items for p in api_pauses(pool, i)])
     return write_result(len(items), errors, {}, status=200)
 

@@ -214,9 +214,10 @@ class ApiTestCase(unittest.TestCase):
         self.assertEqual(response.json()['errors'], {'not_found': ['NOPE']})
         blocked = self.one_invoice(client, 'F0003')
         self.assertTrue(blocked['paused_by_user'])
-        response = self.call(client, 'PATCH', '/v1/invoices/resume', json={
+        # The spec's body for block and resume is a form.
+        response = self.call(client, 'PATCH', '/v1/invoices/resume', data={
                 'administration_id': self.administration(),
-                'invoice_numbers': ['F0003']})
+                'invoice_numbers[]': ['F0003']})
         self.assertEqual(response.status_code, 200, response.text)
         self.assertFalse(self.one_invoice(client, 'F0003')['paused_by_user'])
         self.assertTrue(self.one_invoice(client, 'F0004')['paused_by_user'])
