@@ -46,6 +46,8 @@ if [ ! -f "var/demo/$DB.sqlite" ]; then
     if [ -x scripts/demo-hub.sh ]; then scripts/demo-hub.sh "$DB"; fi
 fi
 
+read -r API_ADMINISTRATION API_TOKEN < <("$BIN/python" scripts/demo-api-token.py "$DB" 2>>var/log/admin.log | tail -1)
+
 "$BIN/trytond-cron" -d "$DB" >var/log/cron.log 2>&1 &
 pids+=($!)
 
@@ -56,6 +58,10 @@ cat <<TXT
     user:     admin        password: $ADMIN_PASSWORD
     also:     anna (debtor management, one company), consultant (both)
               password: payt-demo-2026
+  REST API (Payt-compatible) base URL: http://127.0.0.1:8000/$DB/api
+    token (new each start): $API_TOKEN
+    try: curl -H "Authorization: Bearer $API_TOKEN" \\
+      "http://127.0.0.1:8000/$DB/api/v1/invoices?administration_id=$API_ADMINISTRATION"
   Emails the run sends land in var/mail/ (a local SMTP catcher).
   Stop with Ctrl-C. Start afresh with: make demo-reset demo
 

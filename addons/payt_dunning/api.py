@@ -1,0 +1,716 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""The Payt-compatible REST API v1, served by the Tryton server.
+
+Base URL B = http://<host>:8000/<database>/api, so that a partner package
+written for Payt sends exactly its paths: B + /v1/invoices. Bearer tokens are
+the static tokens of api_token.py. Each request runs in two transactions:
+the first authenticates and counts the request for the rate limit (committed
+even when the work fails), the second does the work as the token's user,
+within the administration's company, so access rights and record rules
+apply as in the web client. Writes go through import_batch, the one bulk
+entry point; block and resume through the pauses.
+
+Shapes follow payt-openapi-v1.json (data/api-openapi-v1.json is the part of
+it we serve): money as strings with two decimals, timestamps UTC ISO 8601,
+cursor paging, per-record write results, 422 for a malformed request (and
+nothing is processed), {"code", "message"} for 401/403/404/422/429."""
+import datetime
+import json
+import os
+from decimal import Decimal
+
+from werkzeug.wrappers import Response
+
+from trytond.config import config
+from trytond.exceptions import UserError
+from trytond.model.exceptions import AccessError
+from trytond.protocols.wrappers import with_pool, with_transaction
+from trytond.transaction import Transaction
+from trytond.wsgi import app
+
+from .importer import DEBTOR_FIELDS, BatchImporter, Validator
+
+PREFIX = '/<database_name>/api'
+MAX_BODY = 16 * 1024 * 1024
+MAX_RECORDS = 1000
+PER_PAGE, MAX_PER_PAGE = 100, 500
+DOCUMENT = os.path.join(os.path.dirname(__file__), 'data',
+    'api-openapi-v1.json')
+PAUSE_REASON = "Blocked through the API"
+PAUSE_CAUSE = 'api'
+
+
+def base_url(database=None):
+    database = database or Transaction().database.name
+    host = config.get('payt', 'portal_url',
+        default='http://127.0.0.1:8000').rstrip('/')
+    return '%s/%s/api' % (host, database)
+
+
+class ApiError(Exception):
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def malformed(message):
+    return ApiError(422, 'unprocessable_entity', message)
+
+
+def forbidden(message):
+    return ApiError(403, 'forbidden', message)
+
+
+def not_found(message):
+    return ApiError(404, 'not_found', message)
+
+
+def json_response(body, status=200):
+    return Response(json.dumps(body), status=status,
+        content_type='application/json')
+
+
+# --------------------------------------------------------------- formats
+
+def money(value):
+    return None if value is None else str(
+        Decimal(value).quantize(Decimal('0.01')))
+
+
+def timestamp(value):
+    """Tryton stores naive UTC datetimes. Microseconds are kept: a client
+    passes the last updated_at back as updated_after, and a batch writes
+    many records within one second."""
+    return None if value is None else value.isoformat() + 'Z'
+
+
+def day(value):
+    return value.isoformat() if value else None
+
+
+def updated(record):
+    return timestamp(record.write_date or record.create_date)
+
+
+# -------------------------------------------------------------- requests
+
+class Access:
+    "What the bearer token allows, read in the gate transaction."
+
+    def __init__(self, token):
+        self.token = token.id
+        self.user = token.user.id
+        self.company = token.company.id
+        self.administration = token.administration.id
+        # The record rules see the companies of the user's current
+        # company: here the token's, while the user still belongs to it.
+        self.companies = [self.company] if self.company in [
+            c.id for c in token.user.companies] else []
+
+    def context(self):
+        "As the web client's RPC: access rights and record rules checked."
+        return {'company': self.company, '_companies': self.companies,
+            '_check_access': True}
+
+
+def _gate(request, pool, scope):
+    Token = pool.get('payt.api.token')
+    header = request.headers.get('Authorization', '')
+    kind, _, value = header.partition(' ')
+    if kind.lower() != 'bearer' or not value.strip():
+        raise ApiError(401, 'unauthorized',
+            "Missing bearer token in the Authorization header")
+    token = Token.find(value.strip())
+    if not token:
+        raise ApiError(401, 'unauthorized', "Invalid or revoked token")
+    if token.over_rate_limit():
+        return None
+    if scope not in token.scope_list:
+        raise forbidden("Missing permission: %s" % scope)
+    return Access(token)
+
+
+def endpoint(path, method, scope):
+    """Register a handler(request, pool, access, **kwargs) -> (body, status)
+    at B + path."""
+    def decorator(handler):
+        def gate(request, pool):
+            # Committed on its own: the request counts for the rate limit
+            # whatever happens to the work.
+            transaction = with_transaction(readonly=False)(
+                lambda request, pool: _gate(request, pool, scope))
+            return transaction(request, pool)
+
+        def work(request, pool, access, kwargs):
+            def run(request, pool):
+                return handler(request, pool, access, **kwargs)
+            return with_transaction(readonly=method == 'GET',
+                user=access.user, context=access.context())(run)(
+                request, pool)
+
+        def view(request, pool, **kwargs):
+            try:
+                access = gate(request, pool)
+                if access is None:
+                    raise ApiError(429, 'too_many_requests',
+                        "Rate limit exceeded: at most 10 requests per "
+                        "second per token")
+                body, status = work(request, pool, access, kwargs)
+            except ApiError as error:
+                body, status = {'code': error.code,
+                    'message': error.message}, error.status
+            except AccessError as error:
+                body, status = {'code': 'forbidden',
+                    'message': error.message}, 403
+            except UserError as error:
+                body, status = {'code': 'unprocessable_entity',
+                    'message': error.message}, 422
+            return json_response(body, status)
+        view.__name__ = 'api_%s_%s' % (method.lower(),
+            path.strip('/').replace('/', '_').replace('<', '').replace(
+                '>', '').replace(':', '_'))
+        app.route(PREFIX + path, methods=[method])(with_pool(view))
+        return handler
+    return decorator
+
+
+def body_of(request, lists=()):
+    """The JSON object of the request, or 422. The spec also allows a form
+    (application/x-www-form-urlencoded; the only body it lists for block
+    and resume): flat fields, and the `lists` as name[]=a&name[]=b."""
+    if (request.content_length or 0) > MAX_BODY:
+        raise malformed("The request body is too large")
+    if request.mimetype == 'application/x-www-form-urlencoded':
+        form = request.form
+        body = {k: form.get(k) for k in form if not k.endswith(']')}
+        for name in lists:
+            values = form.getlist(name + '[]') or form.getlist(name)
+            if values:
+                body[name] = values
+        return body
+    try:
+        body = json.loads(request.get_data(cache=True) or b'null')
+    except ValueError as error:
+        raise malformed("The body is not valid JSON: %s" % error)
+    if not isinstance(body, dict):
+        raise malformed("The body must be a JSON object")
+    return body
+
+
+def records_of(body, key):
+    records = body.get(key)
+    if not isinstance(records, list) or not records:
+        raise malformed("%s must be a non-empty list" % key)
+    if len(records) > MAX_RECORDS:
+        raise malformed("%s has %s records, at most %s allowed"
+            % (key, len(records), MAX_RECORDS))
+    if not all(isinstance(r, dict) for r in records):
+        raise malformed("every element of %s must be an object" % key)
+    return records
+
+
+def administration_of(pool, access, value):
+    """The token's administration, when the request names it; read with
+    the user's rights (the record rules keep it to the company)."""
+    if value in (None, ''):
+        raise malformed("administration_id is required")
+    if str(value) != str(access.administration):
+        raise forbidden("No access to administration %s" % value)
+    Administration = pool.get('payt.administration')
+    administration = Administration(access.administration)
+    Administration.read([administration.id], ['company'])
+    return administration
+
+
+def fields_of(request):
+    'The top-level names of the fields parameter {"only": [...]}.'
+    value = request.args.get('fields')
+    if not value:
+        return None
+    try:
+        only = json.loads(value)['only']
+        return {f if isinstance(f, str) else next(iter(f)) for f in only}
+    except (ValueError, KeyError, TypeError, StopIteration):
+        raise malformed('fields must be JSON like {"only": ["id"]}')
+
+
+def select(entity, only):
+    if only is None:
+        return entity
+    return {k: v for k, v in entity.items() if k in only}
+
+
+def page(request, Model, domain, entity):
+    "One page of Model by id after the cursor; pagination.cursor if more."
+    args = request.args
+    try:
+        per_page = int(args.get('per_page', PER_PAGE))
+        assert 1 <= per_page <= MAX_PER_PAGE
+    except (ValueError, AssertionError):
+        raise malformed("per_page must be a number from 1 to %s"
+            % MAX_PER_PAGE)
+    domain = list(domain)
+    cursor = args.get('cursor')
+    if cursor:
+        if not cursor.isdigit():
+            raise malformed("cursor must be a value of pagination.cursor")
+        domain.append(('id', '>', int(cursor)))
+    if args.get('updated_after'):
+        since = parse_timestamp(args['updated_after'], 'updated_after')
+        domain.append(['OR', ('write_date', '>', since),
+                [('write_date', '=', None), ('create_date', '>', since)]])
+    only = fields_of(request)
+    records = Model.search(domain, order=[('id', 'ASC')], limit=per_page)
+    more = len(records) == per_page
+    return {
+        'data': [select(entity(r), only) for r in records],
+        'pagination': {'cursor': str(records[-1].id) if more else None},
+        }, 200
+
+
+def parse_timestamp(value, name):
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise malformed("%s must be an ISO 8601 timestamp" % name)
+    if moment.tzinfo:
+        moment = moment.astimezone(datetime.timezone.utc).replace(
+            tzinfo=None)
+    return moment
+
+
+def id_list(request, name):
+    values = [v.strip() for v in request.args.get(name, '').split(',')
+        if v.strip()]
+    if name == 'ids' and not all(v.isdigit() for v in values):
+        raise malformed("ids must be a comma separated list of ids")
+    return values
+
+
+def write_result(count, errors, warnings, status=201):
+    return {'success': True, 'count': count, 'errors': errors,
+        'warnings': warnings}, status
+
+
+# ------------------------------------------------------- administrations
+
+def administration_entity(administration):
+    company = administration.company
+    party = company.party
+    address = party.addresses[0] if party.addresses else None
+    paused = administration.follow_up != 'active'
+    return {
+        'id': str(administration.id),
+        'name': administration.name,
+        'internal_name': administration.name,
+        'status': 'active',
+        'email_address': party.email if hasattr(party, 'email') else None,
+        'contact_name': None,
+        'commercial_registration_number': None,
+        'country_code': (address.country.code if address and
+            address.country else None),
+        'city': address.city if address else None,
+        'street_name': address.street if address else None,
+        'house_number': None,
+        'postal_code': address.postal_code if address else None,
+        'vat_number': None,
+        'timezone': getattr(company, 'timezone', None) or 'Europe/Amsterdam',
+        'currency_code': company.currency.code,
+        'administration_url': None,
+        'paused_at': timestamp(administration.write_date) if paused else None,
+        }
+
+
+@endpoint('/v1/administrations', 'GET', 'administrations:read')
+def list_administrations(request, pool, access):
+    Administration = pool.get('payt.administration')
+    return page(request, Administration,
+        [('id', '=', access.administration)], administration_entity)
+
+
+@endpoint('/v1/administrations/<administration_id>', 'GET',
+    'administrations:read')
+def get_administration(request, pool, access, administration_id):
+    administration = administration_of(pool, access, administration_id)
+    return select(administration_entity(administration),
+        fields_of(request)), 200
+
+
+# --------------------------------------------------------------- debtors
+
+def debtor_entity(debtor):
+    return {
+        'id': str(debtor.id),
+        'administration_id': str(debtor.administration.id),
+        'debtor_number': debtor.external_id,
+        'debtor_identifier': None,
+        'name': debtor.name,
+        'coc_number': debtor.coc_number,
+        'vat_number': debtor.vat_number,
+        'language_code': debtor.language,
+        'primary_email_address': debtor.email,
+        'reminder_email_address': debtor.email,
+        'sms_phone_number': debtor.phone,
+        'call_phone_number': debtor.phone,
+        'postal_address': {
+            'street_1': debtor.street, 'street_2': None,
+            'postal_code': debtor.postal_code, 'city': debtor.city,
+            'region': None, 'country_code': debtor.country},
+        'book_open_amount': money(debtor.open_amount),
+        'paused_at': None,
+        'updated_at': updated(debtor),
+        }
+
+
+# Payt's debtor fields -> the batch's (docs/IMPORT-BATCH.md)
+DEBTOR_MAP = {'debtor_number': 'external_id', 'name': 'name',
+    'country_code': 'country', 'language_code': 'language',
+    'vat_number': 'vat_number', 'coc_number': 'coc_number'}
+DEBTOR_IGNORED = {'debtor_identifier', 'is_company'}
+
+
+def debtor_record(record, stored):
+    "The batch debtor of a Payt debtor, keeping what Payt does not send."
+    values = {f: getattr(stored, f) for f in DEBTOR_FIELDS} if (
+        stored) else {}
+    for payt, ours in DEBTOR_MAP.items():
+        if payt in record:
+            values[ours] = record[payt]
+    if 'is_company' in record:
+        values['kind'] = 'business' if record['is_company'] else 'consumer'
+    if isinstance(values.get('language'), str):
+        values['language'] = values['language'].lower()[:2]
+    return values
+
+
+def ignored_fields(record, mapped, ignored):
+    return ["field %s is not stored" % f for f in sorted(record)
+        if f not in mapped and f not in ignored]
+
+
+def stored_by_external_id(Model, administration, external_ids):
+    return {r.external_id: r for r in Model.search([
+                ('administration', '=', administration.id),
+                ('external_id', 'in', list(external_ids))])}
+
+
+def import_valid(pool, administration, kind, records, validate):
+    """Validate each record on its own with the importer's rules, import
+    the valid ones in one batch; (count, errors by key)."""
+    Administration = pool.get('payt.administration')
+    Currency = pool.get('currency.currency')
+    currencies = {c.code: (c.id, c.digits) for c in Currency.search([])}
+    valid, errors, seen = [], {}, set()
+    for key, record in records:
+        if record['external_id'] in seen:
+            errors.setdefault(key, []).append(
+                "appears more than once in the request")
+            continue
+        seen.add(record['external_id'])
+        validator = Validator(currencies)
+        validate(validator, record, currencies)
+        if validator.errors:
+            errors.setdefault(key, []).extend(validator.errors)
+        else:
+            valid.append(record)
+    if valid:
+        Administration.import_batch(administration.id, {kind: valid})
+    return len(valid), errors
+
+
+@endpoint('/v1/debtors', 'POST', 'debtors:write')
+def post_debtors(request, pool, access):
+    Debtor = pool.get('payt.debtor')
+    body = body_of(request)
+    records = records_of(body, 'debtors')
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    stored = stored_by_external_id(Debtor, administration,
+        [r.get('debtor_number') for r in records
+            if isinstance(r.get('debtor_number'), str)])
+    importer = BatchImporter(administration)
+    batch, errors, warnings = [], {}, {}
+    for index, record in enumerate(records):
+        key = str(record.get('debtor_number') or '#%s' % index)
+        if not isinstance(record.get('debtor_number'), str) or not record[
+                'debtor_number']:
+            errors[key] = ["debtor_number is required"]
+            continue
+        batch.append((key, debtor_record(record,
+                    stored.get(record['debtor_number']))))
+        notes = ignored_fields(record, DEBTOR_MAP, DEBTOR_IGNORED)
+        if notes:
+            warnings[key] = notes
+    count, invalid = import_valid(pool, administration, 'debtors', batch,
+        lambda v, r, c: importer._validate_debtors(v, [r]))
+    errors.update(invalid)
+    return write_result(count, errors, warnings)
+
+
+@endpoint('/v1/debtors', 'GET', 'debtors:read')
+def list_debtors(request, pool, access):
+    Debtor = pool.get('payt.debtor')
+    administration = administration_of(pool, access,
+        request.args.get('administration_id'))
+    domain = [('administration', '=', administration.id)]
+    if id_list(request, 'ids'):
+        domain.append(('id', 'in', [int(i) for i in id_list(request,
+                        'ids')]))
+    if id_list(request, 'debtor_numbers'):
+        domain.append(('external_id', 'in',
+                id_list(request, 'debtor_numbers')))
+    return page(request, Debtor, domain, debtor_entity)
+
+
+def one(pool, model, access, request, id_, number_type):
+    "The record by internal id or, with identifier_type, by its number."
+    Model = pool.get(model)
+    administration = administration_of(pool, access,
+        request.args.get('administration_id'))
+    domain = [('administration', '=', administration.id)]
+    if request.args.get('identifier_type') == number_type:
+        domain.append(('external_id', '=', id_))
+    elif request.args.get('identifier_type'):
+        raise malformed("identifier_type must be %s or empty" % number_type)
+    elif id_.isdigit():
+        domain.append(('id', '=', int(id_)))
+    else:
+        raise not_found("No record %s" % id_)
+    records = Model.search(domain, limit=1)
+    if not records:
+        raise not_found("No record %s in administration %s"
+            % (id_, administration.id))
+    return records[0]
+
+
+@endpoint('/v1/debtors/<id_>', 'GET', 'debtors:read')
+def get_debtor(request, pool, access, id_):
+    debtor = one(pool, 'payt.debtor', access, request, id_, 'debtor_number')
+    return select(debtor_entity(debtor), fields_of(request)), 200
+
+
+# -------------------------------------------------------------- invoices
+
+def invoice_entity(item):
+    paused = item.follow_up != 'active'
+    return {
+        'id': str(item.id),
+        'administration_id': str(item.administration.id),
+        'debtor_id': str(item.debtor.id),
+        'debtor_number': item.debtor.external_id,
+        'invoice_number': item.number or item.external_id,
+        'invoice_identifier': None,
+        'currency_code': item.currency.code,
+        'description': item.description,
+        'payment_method': 'unknown',
+        'invoice_date': day(item.invoice_date),
+        'due_date': day(item.due_date),
+        'payment_date': day(item.paid_date),
+        'total_amount': money(item.amount),
+        'open_amount': money(item.open_amount),
+        'book_total_amount': money(item.amount),
+        'book_open_amount': money(item.open_amount),
+        'administration_costs_total': '0.00',
+        'administration_costs_open': '0.00',
+        'paused_by_user': paused,
+        'flow_code': item.step.rec_name if item.step else None,
+        'updated_at': updated(item),
+        }
+
+
+INVOICE_MAP = {'invoice_number': 'external_id', 'debtor_number': 'debtor',
+    'description': 'description', 'invoice_date': 'invoice_date',
+    'due_date': 'due_date', 'currency_code': 'currency',
+    'amount_total': 'amount', 'amount_open': 'open_amount'}
+INVOICE_REQUIRED = ['currency_code', 'invoice_number', 'invoice_date',
+    'due_date', 'book_amount_total', 'book_amount_open', 'amount_open',
+    'amount_total', 'debtor_number']
+INVOICE_IGNORED = {'invoice_identifier', 'debtor_identifier',
+    'book_amount_total', 'book_amount_open', 'payments'}
+
+
+def invoice_record(record):
+    values = {ours: record[payt] for payt, ours in INVOICE_MAP.items()
+        if payt in record}
+    values['number'] = record.get('invoice_number')
+    return values
+
+
+def payments_of(record):
+    "The invoice's payments as batch payments; keyed per administration."
+    payments = []
+    for index, payment in enumerate(record.get('payments') or []):
+        if not isinstance(payment, dict):
+            continue
+        payments.append({
+                'external_id': payment.get('origin_identifier')
+                or '%s:%s' % (record.get('invoice_number'), index),
+                'item': record.get('invoice_number'),
+                'date': payment.get('payment_date')
+                or datetime.date.today().isoformat(),
+                'amount': payment.get('amount')})
+    return payments
+
+
+@endpoint('/v1/invoices', 'POST', 'invoices:write')
+def post_invoices(request, pool, access):
+    Debtor = pool.get('payt.debtor')
+    body = body_of(request)
+    records = records_of(body, 'invoices')
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    importer = BatchImporter(administration)
+    known = set(stored_by_external_id(Debtor, administration,
+            {r.get('debtor_number') for r in records
+                if isinstance(r.get('debtor_number'), str)}))
+    batch, payments, errors, warnings = [], [], {}, {}
+    for index, record in enumerate(records):
+        key = str(record.get('invoice_number') or '#%s' % index)
+        missing = [f for f in INVOICE_REQUIRED if record.get(f) in (
+                None, '')]
+        if missing:
+            errors[key] = ["%s is required" % f for f in missing]
+            continue
+        batch.append((key, invoice_record(record)))
+        payments.extend(payments_of(record))
+        notes = ignored_fields(record, INVOICE_MAP, INVOICE_IGNORED)
+        if notes:
+            warnings[key] = notes
+
+    def validate(v, record, currencies):
+        importer._validate_items(v, [record], known, currencies)
+    count, invalid = import_valid(pool, administration, 'items', batch,
+        validate)
+    errors.update(invalid)
+    valid = {r['external_id'] for _, r in batch} - set(invalid)
+    payments = [p for p in payments if p['item'] in valid]
+    if payments:
+        _, invalid = import_valid(pool, administration, 'payments',
+            [(p['item'], p) for p in payments],
+            lambda v, r, c: importer._validate_payments(v, [r]))
+        for key, messages in invalid.items():
+            warnings.setdefault(key, []).extend(messages)
+    return write_result(count, errors, warnings)
+
+
+@endpoint('/v1/invoices', 'GET', 'invoices:read')
+def list_invoices(request, pool, access):
+    Item = pool.get('payt.item')
+    administration = administration_of(pool, access,
+        request.args.get('administration_id'))
+    domain = [('administration', '=', administration.id)]
+    paid = request.args.get('paid')
+    if paid in ('true', 'false'):
+        domain.append(('state', '=' if paid == 'true' else '!=', 'paid'))
+    elif paid is not None:
+        raise malformed("paid must be true or false")
+    if id_list(request, 'ids'):
+        domain.append(('id', 'in', [int(i) for i in id_list(request,
+                        'ids')]))
+    if id_list(request, 'invoice_numbers'):
+        domain.append(('external_id', 'in',
+                id_list(request, 'invoice_numbers')))
+    if id_list(request, 'debtor_numbers'):
+        domain.append(('debtor.external_id', 'in',
+                id_list(request, 'debtor_numbers')))
+    return page(request, Item, domain, invoice_entity)
+
+
+@endpoint('/v1/invoices/<id_>', 'GET', 'invoices:read')
+def get_invoice(request, pool, access, id_):
+    item = one(pool, 'payt.item', access, request, id_, 'invoice_number')
+    return select(invoice_entity(item), fields_of(request)), 200
+
+
+def items_named(pool, access, body):
+    "The items named by invoice_numbers; (items, errors)."
+    Item = pool.get('payt.item')
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    numbers = body.get('invoice_numbers', [])
+    identifiers = body.get('invoice_identifiers', [])
+    for name, values in [('invoice_numbers', numbers),
+            ('invoice_identifiers', identifiers)]:
+        if not isinstance(values, list) or len(values) > MAX_RECORDS or (
+                not all(isinstance(v, str) for v in values)):
+            raise malformed("%s must be a list of at most %s strings"
+                % (name, MAX_RECORDS))
+    if not numbers and not identifiers:
+        raise malformed("invoice_numbers is required")
+    items = list(stored_by_external_id(Item, administration,
+            numbers).values())
+    found = {i.external_id for i in items}
+    errors = {}
+    missing = [n for n in numbers if n not in found] + identifiers
+    if missing:
+        errors['not_found'] = missing
+    return items, errors
+
+
+@endpoint('/v1/invoices/block', 'PATCH', 'invoices:write')
+def block_invoices(request, pool, access):
+    Pause = pool.get('payt.pause')
+    items, errors = items_named(pool, access, body_of(request,
+            lists=('invoice_numbers', 'invoice_identifiers')))
+    to_block = [i for i in items if not api_pauses(pool, i)]
+    Pause.hold(to_block, 'pause', PAUSE_REASON, automatic=PAUSE_CAUSE)
+    return write_result(len(items), errors, {}, status=200)
+
+
+@endpoint('/v1/invoices/resume', 'PATCH', 'invoices:write')
+def resume_invoices(request, pool, access):
+    Pause = pool.get('payt.pause')
+    items, errors = items_named(pool, access, body_of(request,
+            lists=('invoice_numbers', 'invoice_identifiers')))
+    Pause.lift([p for i in items for p in api_pauses(pool, i)])
+    return write_result(len(items), errors, {}, status=200)
+
+
+def api_pauses(pool, item):
+    "The active pauses of the item made through the API."
+    Pause = pool.get('payt.pause')
+    return Pause.search([('item', '=', item.id), ('state', '=', 'active'),
+            ('automatic', '=', PAUSE_CAUSE)])
+
+
+# -------------------------------------------------------------- payments
+
+def payment_entity(payment):
+    return {
+        'id': str(payment.id),
+        'administration_id': str(payment.administration.id),
+        'invoice_id': str(payment.item.id) if payment.item else None,
+        'total_amount': money(payment.amount),
+        'total_book_amount': money(payment.amount),
+        'payment_date': day(payment.date),
+        'payment_method': None,
+        'description': None,
+        'updated_at': updated(payment),
+        }
+
+
+@endpoint('/v1/payments', 'GET', 'payments:read')
+def list_payments(request, pool, access):
+    Payment = pool.get('payt.payment')
+    administration = administration_of(pool, access,
+        request.args.get('administration_id'))
+    domain = [('administration', '=', administration.id)]
+    if id_list(request, 'ids'):
+        domain.append(('id', 'in', [int(i) for i in id_list(request,
+                        'ids')]))
+    if id_list(request, 'invoice_numbers'):
+        domain.append(('item.external_id', 'in',
+                id_list(request, 'invoice_numbers')))
+    return page(request, Payment, domain, payment_entity)
+
+
+# --------------------------------------------------------------- openapi
+
+@app.route(PREFIX + '/v1/openapi.json', methods=['GET'])
+def openapi(request, database_name):
+    "The part of Payt's document we implement; no token needed."
+    with open(DOCUMENT) as f:
+        document = json.load(f)
+    document['servers'] = [{'url': base_url(database_name),
+            'description': "This server"}]
+    return json_response(document)
