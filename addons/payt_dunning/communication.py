@@ -424,22 +424,14 @@ class Communication(ModelSQL, ModelView):
             if error:
                 communication._fail(error, events, today)
                 continue
-            msg = EmailMessage()
-            msg['From'] = formataddr(
-                (communication.company.rec_name, from_addr))
-            msg['To'] = debtor.email
-            msg['Subject'] = subject
-            # Derived from the idempotency key: a bounce names it.
-            msg['Message-ID'] = '<%s@%s>' % (
-                communication.idempotency_key, domain)
-            msg.set_content(body)
-            pdf = communication.invoice_pdf(
-                str(communication.item) in attached)
-            if pdf:
-                msg.add_attachment(pdf, maintype='application',
-                    subtype='pdf', filename='%s.pdf' % (
-                        communication.item.number
-                        or communication.item.external_id))
+            try:
+                msg = communication._email_message(
+                    subject, body, from_addr, domain, attached)
+            except ValueError as exception:
+                # A stored value that breaks a header fails this one alone.
+                communication._fail_bad_record(
+                    "Cannot build the email: %s" % exception, events, today)
+                continue
             send_message_transactional(msg, strict=True)
             communication.state = 'sent'
             communication.provider = 'smtp'
@@ -454,6 +446,29 @@ class Communication(ModelSQL, ModelView):
                     today))
             sent += 1
         return sent
+
+    def _email_message(self, subject, body, from_addr, domain, attached):
+        "Raises ValueError when a value cannot be put in a header."
+        msg = EmailMessage()
+        msg['From'] = formataddr((self.company.rec_name, from_addr))
+        msg['To'] = self.item.debtor.email
+        msg['Subject'] = subject
+        # Derived from the idempotency key: a bounce names it.
+        msg['Message-ID'] = '<%s@%s>' % (self.idempotency_key, domain)
+        msg.set_content(body)
+        pdf = self.invoice_pdf(str(self.item) in attached)
+        if pdf:
+            msg.add_attachment(pdf, maintype='application', subtype='pdf',
+                filename='%s.pdf' % (self.item.number or self.item.external_id))
+        return msg
+
+    def _fail_bad_record(self, error, events, today):
+        "Failed with its reason, and a point of attention to fix the data."
+        Attention = Pool().get('payt.attention')
+        self._fail(error, events, today)
+        item = self.item
+        Attention.raise_for(item.administration, 'email_undeliverable',
+            error, debtor=item.debtor, item=item)
 
     def invoice_pdf(self, attachments=True):
         """The invoice as PDF where one exists: a PDF attached to the item,
