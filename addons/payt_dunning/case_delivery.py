@@ -127,6 +127,10 @@ class CaseLetter(metaclass=PoolMeta):
             # Handed over when the day's batch is downloaded.
             self.provider, self.delivery = 'self', 'queued'
             return
+        Backoff = Pool().get('payt.channel.backoff')
+        if 'printmail' in Backoff.waiting():
+            self.delivery = 'pending'
+            return
         recipient = {'name': debtor.name, 'street': debtor.street,
             'postal_code': debtor.postal_code or '', 'city': debtor.city,
             'country': debtor.country or 'NL'}
@@ -135,10 +139,12 @@ class CaseLetter(metaclass=PoolMeta):
                     channel='letter', pdf=bytes(self.pdf),
                     recipient=recipient, language=self.language)))
         if error and error.retry:
+            Backoff.failed('printmail', error)
             self.delivery, self.delivery_error = 'pending', str(error)[:1000]
             return
         if error:
             return self._failed(str(error))
+        Backoff.succeeded('printmail')
         self.provider, self.provider_id = 'printmail', receipt.provider_id
         self._handed_over(date, 'post')
 

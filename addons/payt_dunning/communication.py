@@ -650,9 +650,9 @@ class Communication(ModelSQL, ModelView):
     def _deliver_jobs(cls, jobs):
         "Call the providers and record, all in the caller's transaction."
         from .channel import call_provider
-        count = 0
+        count, down = 0, set()
         for job in jobs:
-            receipt, error = call_provider(job)
+            receipt, error = call_provider(job, down)
             count += cls.record(job, receipt, error)
         return count
 

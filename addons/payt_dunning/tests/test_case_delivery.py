@@ -1,6 +1,7 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Case letters leave through the outbound path: print and mail, or SMTP
 with the PDF; the 14-day term runs from the day the letter left."""
+import datetime
 import unittest
 
 from aiosmtpd.controller import Controller
@@ -150,6 +151,12 @@ class CaseDeliveryTestCase(Outbound, unittest.TestCase):
         self.assertIsNone(case._due(
                 pool.get('payt.case.configuration').of(administration),
                 TODAY + days(60)))
+        # The provider is up again once its back-off has passed.
+        Backoff = pool.get('payt.channel.backoff')
+        backoff, = Backoff.search([('provider', '=', 'printmail')])
+        self.assertGreater(backoff.next_attempt_at, datetime.datetime.now())
+        Backoff.write([backoff], {'next_attempt_at': datetime.datetime.now()
+                - datetime.timedelta(seconds=1)})
         later = TODAY + days(3)
         with Transaction().set_context(payt_case_date=later):
             self.assertEqual(Communication.send_pending(administration), 1)
