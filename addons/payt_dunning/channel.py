@@ -699,8 +699,9 @@ def run_sender(database, administration=None, batch_size=25, progress=None):
         Communication = pool.get('payt.communication')
         Event = pool.get('payt.event')
         today = pool.get('ir.date').today()
-        communications = [c for c in Communication.browse(ids)
-            if c.state == 'pending']
+        # Rows another sender is preparing are its own (SKIP LOCKED).
+        communications = [c for c in Communication.lock_free(
+                Communication.browse(ids)) if c.state == 'pending']
         events = []
         emails = [c for c in communications if c.channel == 'email']
         # Email leaves when this transaction commits.

@@ -14,7 +14,7 @@ from email.utils import formataddr
 
 from sql import Null
 
-from trytond import config
+from trytond import backend, config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.sendmail import send_message_transactional
@@ -298,8 +298,9 @@ class Communication(ModelSQL, ModelView):
         sent again until `reconcile_seconds` have passed, time for CM's
         status report (carrying our key as its reference) to settle it;
         only one that no report settled is sent again."""
-        communications = cls.search(cls._pending_domain(administration),
-            limit=limit, order=[('id', 'ASC')])
+        communications = cls.lock_free(cls.search(
+                cls._pending_domain(administration),
+                limit=limit, order=[('id', 'ASC')]))
         communications = cls._with_whole_letters(communications)
         now = datetime.datetime.now()
         for communication in communications:
@@ -314,6 +315,21 @@ class Communication(ModelSQL, ModelView):
                 if c.channel == 'letter'])
         cls.save(communications)
         return [c.id for c in communications]
+
+    @classmethod
+    def lock_free(cls, communications):
+        """Those not locked by another sender, locked for this transaction
+        (PostgreSQL: FOR UPDATE SKIP LOCKED); two senders then neither
+        take the same rows nor wait for each other."""
+        if backend.name != 'postgresql' or not communications:
+            return communications
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        query, params = table.select(table.id,
+            where=table.id.in_([c.id for c in communications]))
+        cursor.execute(query + ' FOR UPDATE SKIP LOCKED', params)
+        free = {i for i, in cursor}
+        return [c for c in communications if c.id in free]
 
     @classmethod
     def send_pending(cls, administration=None, limit=None):
