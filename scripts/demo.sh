@@ -29,8 +29,14 @@ pids+=($!)
 export TRYTOND_PAYT__MOLLIE_API_ENDPOINT=http://127.0.0.1:8026
 "$BIN/payt-hub" simulate mollie --port 8026 >var/log/mollie.log 2>&1 &
 pids+=($!)
+# Posted letters (also the case letters) go to a print-and-mail simulator.
+export TRYTOND_PAYT_CHANNELS__PRINTMAIL_URL=http://127.0.0.1:8093
+export TRYTOND_PAYT_CHANNELS__PRINTMAIL_KEY=sim-printmail-key
+"$BIN/payt-hub" simulate printmail --port 8093 >var/log/printmail.log 2>&1 &
+pids+=($!)
 wait_for_port 127.0.0.1 8025 20
 wait_for_port 127.0.0.1 8026 20
+wait_for_port 127.0.0.1 8093 20
 
 if [ ! -f "var/demo/$DB.sqlite" ]; then
     echo "Creating the demo database (about a minute) ..."

@@ -154,11 +154,18 @@ class Job:
     outgoing: Outgoing
 
 
-def call_provider(job):
-    "(Receipt, None) or (None, ProviderError); no database involved."
+def call_provider(job, down=None):
+    """(Receipt, None) or (None, ProviderError); no database involved.
+    `down`: a set of providers that refused in this batch; they are not
+    called again (see channel_backoff) and a refusal adds to it."""
+    if down is not None and job.provider in down:
+        return None, ProviderError("%s is down, retried later" % (
+                job.provider), retry=True)
     try:
         return PROVIDERS[job.provider]().send(job.outgoing), None
     except ProviderError as error:
+        if down is not None and error.retry:
+            down.add(job.provider)
         return None, error
 
 
@@ -710,8 +717,9 @@ def run_sender(database, administration=None, batch_size=25, progress=None):
         Communication = pool.get('payt.communication')
         Event = pool.get('payt.event')
         today = pool.get('ir.date').today()
-        communications = [c for c in Communication.browse(ids)
-            if c.state == 'pending']
+        # Rows another sender is preparing are its own (SKIP LOCKED).
+        communications = [c for c in Communication.lock_free(
+                Communication.browse(ids)) if c.state == 'pending']
         events = []
         emails = [c for c in communications if c.channel == 'email']
         # Email leaves when this transaction commits.
@@ -730,8 +738,9 @@ def run_sender(database, administration=None, batch_size=25, progress=None):
             return total
         sent, jobs = transaction(prepare)
         total += sent
+        down = set()
         for job in jobs:
-            receipt, error = call_provider(job)
+            receipt, error = call_provider(job, down)
             total += transaction(lambda pool: pool.get(
                     'payt.communication').record(job, receipt, error))
             if progress:

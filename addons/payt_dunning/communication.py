@@ -14,7 +14,7 @@ from email.utils import formataddr
 
 from sql import Null
 
-from trytond import config
+from trytond import backend, config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.sendmail import send_message_transactional
@@ -326,8 +326,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         sent again until `reconcile_seconds` have passed, time for CM's
         status report (carrying our key as its reference) to settle it;
         only one that no report settled is sent again."""
-        communications = cls.search(cls._pending_domain(administration),
-            limit=limit, order=[('id', 'ASC')])
+        communications = cls.lock_free(cls.search(
+                cls._pending_domain(administration),
+                limit=limit, order=[('id', 'ASC')]))
         communications = cls._with_whole_letters(communications)
         now = datetime.datetime.now()
         for communication in communications:
@@ -342,6 +343,21 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 if c.channel == 'letter'])
         cls.save(communications)
         return [c.id for c in communications]
+
+    @classmethod
+    def lock_free(cls, communications):
+        """Those not locked by another sender, locked for this transaction
+        (PostgreSQL: FOR UPDATE SKIP LOCKED); two senders then neither
+        take the same rows nor wait for each other."""
+        if backend.name != 'postgresql' or not communications:
+            return communications
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        query, params = table.select(table.id,
+            where=table.id.in_([c.id for c in communications]))
+        cursor.execute(query + ' FOR UPDATE SKIP LOCKED', params)
+        free = {i for i, in cursor}
+        return [c for c in communications if c.id in free]
 
     @classmethod
     def send_pending(cls, administration=None, limit=None):
@@ -452,22 +468,14 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             if error:
                 communication._fail(error, events, today)
                 continue
-            msg = EmailMessage()
-            msg['From'] = formataddr(
-                (communication.company.rec_name, from_addr))
-            msg['To'] = debtor.email
-            msg['Subject'] = subject
-            # Derived from the idempotency key: a bounce names it.
-            msg['Message-ID'] = '<%s@%s>' % (
-                communication.idempotency_key, domain)
-            msg.set_content(body)
-            pdf = communication.invoice_pdf(
-                str(communication.item) in attached)
-            if pdf:
-                msg.add_attachment(pdf, maintype='application',
-                    subtype='pdf', filename='%s.pdf' % (
-                        communication.item.number
-                        or communication.item.external_id))
+            try:
+                msg = communication._email_message(
+                    subject, body, from_addr, domain, attached)
+            except ValueError as exception:
+                # A stored value that breaks a header fails this one alone.
+                communication._fail_bad_record(
+                    "Cannot build the email: %s" % exception, events, today)
+                continue
             send_message_transactional(msg, strict=True)
             communication.state = 'sent'
             communication.provider = 'smtp'
@@ -482,6 +490,29 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                     today))
             sent += 1
         return sent
+
+    def _email_message(self, subject, body, from_addr, domain, attached):
+        "Raises ValueError when a value cannot be put in a header."
+        msg = EmailMessage()
+        msg['From'] = formataddr((self.company.rec_name, from_addr))
+        msg['To'] = self.item.debtor.email
+        msg['Subject'] = subject
+        # Derived from the idempotency key: a bounce names it.
+        msg['Message-ID'] = '<%s@%s>' % (self.idempotency_key, domain)
+        msg.set_content(body)
+        pdf = self.invoice_pdf(str(self.item) in attached)
+        if pdf:
+            msg.add_attachment(pdf, maintype='application', subtype='pdf',
+                filename='%s.pdf' % (self.item.number or self.item.external_id))
+        return msg
+
+    def _fail_bad_record(self, error, events, today):
+        "Failed with its reason, and a point of attention to fix the data."
+        Attention = Pool().get('payt.attention')
+        self._fail(error, events, today)
+        item = self.item
+        Attention.raise_for(item.administration, 'email_undeliverable',
+            error, debtor=item.debtor, item=item)
 
     def invoice_pdf(self, attachments=True):
         """The invoice as PDF where one exists: a PDF attached to the item,
@@ -663,9 +694,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def _deliver_jobs(cls, jobs):
         "Call the providers and record, all in the caller's transaction."
         from .channel import call_provider
-        count = 0
+        count, down = 0, set()
         for job in jobs:
-            receipt, error = call_provider(job)
+            receipt, error = call_provider(job, down)
             count += cls.record(job, receipt, error)
         return count
 

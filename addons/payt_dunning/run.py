@@ -9,6 +9,7 @@ records (administration, flow, pauses) and for access checks.
 """
 import datetime
 import json
+import logging
 from collections import OrderedDict
 from decimal import Decimal
 
@@ -27,6 +28,8 @@ from trytond.wizard import Button, StateTransition, StateView, Wizard
 from .bulk import const, do_nothing_on_conflict, invalidate_caches
 from .company import CompanyConsistentMixin
 from .timeline import event_params
+
+logger = logging.getLogger(__name__)
 
 
 class DailyRun:
@@ -300,14 +303,42 @@ class Run(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def cron_daily(cls):
-        "The daily run of every administration, then the sending."
+        """The daily run and the sending of every administration, each
+        committed on its own: one that fails is recorded as failed and
+        leaves the others alone."""
         pool = Pool()
         Administration = pool.get('payt.administration')
-        Communication = pool.get('payt.communication')
         today = pool.get('ir.date').today()
+        transaction = Transaction()
+        transaction.commit()
         for administration in Administration.search([]):
-            cls.execute(administration, today)
-        Communication.send_pending()
+            try:
+                cls._daily_of(administration, today)
+                transaction.commit()
+            except Exception as exception:
+                transaction.rollback()
+                invalidate_caches()
+                logger.exception("Daily run of %s failed", administration.id)
+                cls._failed(Administration(administration.id), today,
+                    exception)
+                transaction.commit()
+
+    @classmethod
+    def _daily_of(cls, administration, date):
+        cls.execute(administration, date)
+        Pool().get('payt.communication').send_pending(administration)
+
+    @classmethod
+    def _failed(cls, administration, date, exception):
+        "A run that failed is on record, with why."
+        summary = {'administration': administration.id,
+            'date': date.isoformat(), 'state': 'failed',
+            'error': str(exception)[:1000]}
+        cls.create([{'company': administration.company.id,
+                    'administration': administration.id, 'date': date,
+                    'state': 'failed', 'items_moved': 0,
+                    'communications': 0,
+                    'summary': json.dumps(summary, indent=1)}])
 
 
 class Cron(metaclass=PoolMeta):

@@ -18,6 +18,7 @@ from trytond.transaction import Transaction
 
 from .. import law
 from ..letter import LetterContent, LetterLine, render_letter
+from .test_case_delivery import Outbound
 from .tools import (
     TODAY, create_administration, days, debtor, item, items_by_external_id,
     run)
@@ -27,18 +28,27 @@ def fresh(record):
     return record.__class__(record.id)
 
 
-class CaseTestCase(unittest.TestCase):
+class CaseTestCase(Outbound, unittest.TestCase):
     "Collection cases"
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         activate_module('payt_dunning')
+        # The case letters leave: to the print-and-mail simulator or by
+        # email to a catcher.
+        cls.start_outbound()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_outbound()
+        super().tearDownClass()
 
     def _setup(self, items=None, debtors=None):
         Administration = Pool().get('payt.administration')
         administration = create_administration()
-        debtors = debtors or [debtor('B1'), debtor('C1', 'consumer'),
+        debtors = debtors or [debtor('B1'),
+            debtor('C1', 'consumer', street="Dorpsstraat 1", city="Utrecht"),
             debtor('C2', 'consumer', language='en')]
         items = items or [
             item('b-1', 'B1', TODAY - days(40), '1500.00'),

@@ -7,6 +7,7 @@ from decimal import Decimal
 from trytond.pool import Pool
 from trytond.tests.test_tryton import activate_module, with_transaction
 
+from .test_case_delivery import Outbound
 from .tools import (
     TODAY, create_administration, days, debtor, item, items_by_external_id,
     run, steps)
@@ -27,13 +28,20 @@ def event_kinds(item_record):
         for e in fresh(item_record).events if e.kind in ('step', 'skipped')]
 
 
-class RunTestCase(unittest.TestCase):
+class RunTestCase(Outbound, unittest.TestCase):
     "The daily run"
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         activate_module('payt_dunning')
+        # Case letters opened by the run leave (test_case_delivery).
+        cls.start_outbound()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_outbound()
+        super().tearDownClass()
 
     def _import(self, administration, items, debtors=None):
         Administration = Pool().get('payt.administration')
