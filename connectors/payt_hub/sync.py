@@ -64,6 +64,10 @@ class Sink:
         administration's open items in the ERP now."""
         raise NotImplementedError
 
+    def debtor_ids(self) -> set[str]:
+        """External ids of the administration's debtors in the ERP."""
+        raise NotImplementedError
+
 
 class SinkCrash(RuntimeError):
     """Raised by MemorySink(crash_after=k) to simulate a killed sync."""
@@ -174,6 +178,9 @@ class MemorySink(Sink):
                     for k, v in self.items.items()
                     if Decimal(v['open_amount']) != 0}
 
+    def debtor_ids(self):
+        return set(self.debtors)
+
     def open_items(self):
         """{external_id: open_amount} of items not closed."""
         return {k: v for k, (v, _) in self.open_state().items()}
@@ -230,7 +237,7 @@ class _Pass:
         self.batch_records = batch_records
         self.erp_open = {k: (_amount(v), c)
                          for k, (v, c) in sink.open_state().items()}
-        self.erp_debtors: set[str] = set()
+        self.erp_debtors: set[str] = set(sink.debtor_ids())
 
     # -- sending ---------------------------------------------------------
     def send(self, stream, records, closed, cursor):
@@ -395,7 +402,11 @@ def run_sync(adapter: Adapter, sink: Sink, streams=None,
     result = SyncResult()
     work = _Pass(adapter, sink, result, progress, batch_records)
     wanted = streams or adapter.streams()
-    if 'debtors' in wanted:
+    resuming = sink.load_cursor('open_items') is not None and \
+        sink.load_cursor('debtors') is None
+    if 'debtors' in wanted and not resuming:
+        # (a pass of open_items under way means the debtors pass of this
+        # sync was complete: a resumed sync goes on with the items)
         work.debtors()
     if 'open_items' in wanted:
         verify = False
