@@ -311,28 +311,31 @@ class ImuisSimulator(BaseSimulator):
 
     def random_change(self, rng, kind):
         """One change of ``kind`` (add, pay, credit, change, delete) chosen
-        with ``rng``: what the seeded change schedules apply."""
+        with ``rng``; returns the FACTs of the items it touched."""
         with self.lock:
             facts = sorted(f for f, i in self.items.items()
                            if i['SALDOVAL'] > 0 and not i['CREDITNOTAFACT'])
             if kind == 'add' or not facts:
                 deb = (self.add_debtor()['NR'] if rng.random() < 0.3
                        else rng.choice(sorted(self.debtors)))
-                return self.add_item(deb, Decimal(rng.randrange(1000, 90000))
-                                     / 100, currency=rng.choice(
-                                         ['EUR', 'EUR', 'USD']))
+                return [self.add_item(
+                    deb, Decimal(rng.randrange(1000, 90000)) / 100,
+                    currency=rng.choice(['EUR', 'EUR', 'USD']))['FACT']]
             fact = rng.choice(facts)
+            saldo = self.items[fact]['SALDOVAL']
             if kind == 'pay':
-                item = self.items[fact]
-                part = rng.choice([None, (item['SALDOVAL'] / 3).quantize(
-                    CENT)])
-                return self.pay(fact, part)
-            if kind == 'credit':
-                return self.credit(fact, (self.items[fact]['SALDOVAL'] / 2)
-                                   .quantize(CENT), rng.random() < 0.7)
-            if kind == 'change':
-                return self.change_item(fact, rng.randrange(1, 30))
-            return self.delete_item(fact)
+                self.pay(fact, rng.choice([None, (saldo / 3).quantize(CENT)]))
+            elif kind == 'credit':
+                return [fact, self.credit(fact, (saldo / 2).quantize(CENT),
+                                          rng.random() < 0.7)['FACT']]
+            elif kind == 'change':
+                self.change_item(fact, rng.randrange(1, 30))
+            else:
+                linked = [f for f, i in self.items.items()
+                          if i['CREDITNOTAFACT'] == fact]
+                self.delete_item(fact)
+                return [fact] + linked
+            return [fact]
 
     def expire_sessions(self):
         with self.lock:

@@ -92,10 +92,15 @@ class BaseSimulator:
             self.schedule = [c for c in self.schedule
                              if c[0] > self.data_requests]
             for _, kind, seed in due:
+                if kind == 'outage':  # the source goes down until reset
+                    self.fail('500', count=10**6)
+                    continue
                 self.changes.append((kind, self.random_change(
                     random.Random(seed), kind)))
 
     def random_change(self, rng, kind):
+        """Apply one change of ``kind`` (add, pay, credit, change, delete);
+        return the ids of the open items it touched."""
         raise NotImplementedError
 
     def control_schedule(self, changes):

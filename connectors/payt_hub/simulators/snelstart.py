@@ -240,26 +240,28 @@ class SnelstartSimulator(BaseSimulator):
 
     def random_change(self, rng, kind):
         """One change of ``kind`` (add, pay, credit, change, delete) chosen
-        with ``rng``: what the seeded change schedules apply."""
+        with ``rng``; returns the ids of the invoices it touched."""
         with self.lock:
             ids = sorted(i for i, f in self.facturen.items()
                          if f['openstaandSaldo'] > 0)
             if kind == 'add' or not ids:
                 relatie = (self.add_relatie()['id'] if rng.random() < 0.3
                            else rng.choice(sorted(self.relaties)))
-                return self.add_invoice(relatie, Decimal(
-                    rng.randrange(1000, 90000)) / 100)
+                return [self.add_invoice(relatie, Decimal(
+                    rng.randrange(1000, 90000)) / 100)['id']]
             fid = rng.choice(ids)
             saldo = self.facturen[fid]['openstaandSaldo']
             if kind == 'pay':
-                return self.pay(id=fid, amount=rng.choice(
+                self.pay(id=fid, amount=rng.choice(
                     [None, (saldo / 3).quantize(Decimal('0.01'))]))
-            if kind == 'credit':
-                return self.credit(fid, (saldo / 2).quantize(
-                    Decimal('0.01')))
-            if kind == 'change':
-                return self.change_invoice(fid, rng.randrange(1, 30))
-            return self.delete_invoice(fid)
+            elif kind == 'credit':
+                return [self.credit(fid, (saldo / 2).quantize(
+                    Decimal('0.01')))['id']]
+            elif kind == 'change':
+                self.change_invoice(fid, rng.randrange(1, 30))
+            else:
+                self.delete_invoice(fid)
+            return [fid]
 
     def open_view(self):
         """{id: (open amount, currency)} as the ERP must show it."""
