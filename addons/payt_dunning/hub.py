@@ -15,6 +15,7 @@ payt_hub is imported lazily, inside the methods that talk to a package, so
 the module loads on a server without it.
 """
 import datetime
+from decimal import Decimal
 
 from trytond.exceptions import UserError
 from trytond.i18n import gettext
@@ -187,6 +188,19 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
         help="Open items received by the last successful import.")
     cursors = fields.One2Many('payt.hub.cursor', 'link', "Cursors",
         readonly=True)
+    # evidence of the last sync: both sides counted per administration
+    evidence_date = fields.Timestamp("Compared At", readonly=True,
+        help="When the last sync compared the package with this "
+        "administration.")
+    source_items = fields.Integer("Open Items in Package", readonly=True)
+    source_open = fields.Char("Open in Package", readonly=True,
+        help="Open amount per currency in the package at the last sync.")
+    erp_items = fields.Integer("Open Items Here", readonly=True)
+    erp_open = fields.Char("Open Here", readonly=True,
+        help="Open amount per currency here after the last sync.")
+    in_step = fields.Boolean("In Step", readonly=True,
+        help="Whether the last sync found the same open items and amounts "
+        "on both sides.")
 
     @classmethod
     def __setup__(cls):
@@ -199,6 +213,9 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
         cls.__rpc__.update({
                 'links_to_sync': RPC(readonly=True),
                 'record_result': RPC(readonly=False),
+                'import_page': RPC(readonly=False),
+                'erp_state': RPC(readonly=True),
+                'record_evidence': RPC(readonly=False),
                 })
         cls._buttons.update({
                 'activate': {
@@ -382,8 +399,140 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             else:
                 link.book_result(True, None,
                     result.records.get('open_items', 0))
+                if result.evidence:
+                    link.book_evidence(result.evidence['source'])
+
+    # -- a changed link starts again -------------------------------------
+    #: what names the administration in the package: a change means other
+    #: data, so the cursors go and an active link is validated again
+    _identity = {'package', 'administration', 'environment_code',
+        'base_url', 'auth_url'}
+
+    @classmethod
+    def write(cls, *args):
+        actions = iter(args)
+        changed = []
+        for links, values in zip(actions, actions):
+            if cls._identity & set(values):
+                changed += [l for l in links
+                    if any(getattr(l, f) != values[f]
+                        for f in cls._identity & set(values)
+                        if f not in ('package', 'administration'))
+                    or any(f in values for f in ('package',
+                            'administration'))]
+        super().write(*args)
+        if changed:
+            cls._identity_changed(cls.browse(changed))
+
+    @classmethod
+    def _identity_changed(cls, links):
+        """A new code or URL: the cursors belong to the old data (full
+        resync) and an active link must pass a real login again, or the
+        change is refused as a whole."""
+        Cursor = Pool().get('payt.hub.cursor')
+        with without_check_access():
+            Cursor.delete(Cursor.search([('link', 'in', [l.id for l in links])]))
+        active = [l for l in links if l.state in ('active', 'failed')]
+        if active:
+            cls.activate(active)
 
     # -- what the hub calls ------------------------------------------------
+    @classmethod
+    def _link_for_hub(cls, link_id):
+        cls._check_hub_user()
+        # searching applies the record rules: a hub user limited to some
+        # companies cannot touch the links of others
+        found = cls.search([('id', '=', int(link_id))], limit=1)
+        if not found:
+            raise AccessError(gettext('payt_dunning.msg_hub_link_unknown',
+                    link=link_id))
+        return found[0]
+
+    @classmethod
+    def import_page(cls, link_id, batch, cursors=None):
+        """Import one batch into the link's administration and store the
+        cursors ({stream: value}) that cover it, in this one transaction:
+        a hub killed at any point resumes after the last page stored."""
+        return cls._link_for_hub(link_id).import_with_cursors(
+            batch, cursors)
+
+    def import_with_cursors(self, batch, cursors=None):
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Cursor = pool.get('payt.hub.cursor')
+        summary = Administration.import_batch(self.administration.id, batch)
+        for stream, value in (cursors or {}).items():
+            found = Cursor.search([('link', '=', self.id),
+                    ('stream', '=', stream)], limit=1)
+            if found:
+                Cursor.write(found, {'value': value})
+            else:
+                Cursor.create([{'link': self.id, 'stream': stream,
+                            'value': value}])
+        return summary
+
+    @classmethod
+    def erp_state(cls, link_id):
+        """What the hub compares the package with: {'open': {external id:
+        [open amount, currency code]}, 'debtors': [external ids]} of the
+        link's administration."""
+        link = cls._link_for_hub(link_id)
+        return link._open_state()
+
+    def _open_state(self):
+        pool = Pool()
+        Item = pool.get('payt.item')
+        Debtor = pool.get('payt.debtor')
+        Currency = pool.get('currency.currency')
+        item, debtor = Item.__table__(), Debtor.__table__()
+        currency = Currency.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*item.join(currency,
+                condition=item.currency == currency.id).select(
+                item.external_id, item.open_amount, currency.code,
+                where=(item.administration == self.administration.id)
+                & (item.state == 'open')))
+        open_ = {e: ['%.2f' % Decimal(str(a)), c] for e, a, c in cursor}
+        cursor.execute(*debtor.select(debtor.external_id,
+                where=debtor.administration == self.administration.id))
+        return {'open': open_, 'debtors': [e for e, in cursor]}
+
+    @classmethod
+    def record_evidence(cls, link_id, source):
+        """Store the package's side of the last sync (``source``: {'items':
+        n, 'open': {currency: amount}}) with this side counted here, and
+        raise a point of attention when they differ."""
+        return cls._link_for_hub(link_id).book_evidence(source)
+
+    def book_evidence(self, source):
+        pool = Pool()
+        Attention = pool.get('payt.attention')
+        link = self
+        state = link._open_state()['open']
+        sums = {}
+        for amount, code in state.values():
+            sums[code] = sums.get(code, Decimal(0)) + Decimal(amount)
+        erp_open = {c: '%.2f' % a for c, a in sorted(sums.items())}
+        source_open = {c: '%.2f' % Decimal(str(a))
+            for c, a in sorted((source.get('open') or {}).items())}
+        in_step = (int(source.get('items') or 0) == len(state)
+            and source_open == erp_open)
+        self.__class__.write([link], {
+                'evidence_date': datetime.datetime.now(),
+                'source_items': int(source.get('items') or 0),
+                'source_open': _amounts(source_open),
+                'erp_items': len(state),
+                'erp_open': _amounts(erp_open),
+                'in_step': in_step,
+                })
+        if not in_step:
+            Attention.raise_for(link.administration, 'import_mismatch',
+                ("Package: %s items, %s; here: %s items, %s" % (
+                        source.get('items'), _amounts(source_open) or '0',
+                        len(state), _amounts(erp_open) or '0'))[:1000])
+        return {'in_step': in_step, 'erp_items': len(state),
+            'erp_open': erp_open}
+
     @classmethod
     def _check_hub_user(cls):
         pool = Pool()
@@ -541,6 +690,11 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             Attention.resolve(attentions)
 
 
+def _amounts(sums):
+    "'EUR 1234.50, USD 272.51' of {currency: amount}."
+    return ', '.join('%s %s' % (c, a) for c, a in sorted(sums.items()))
+
+
 class HubCursor(ModelSQL, ModelView):
     "Connector Hub Cursor"
     __name__ = 'payt.hub.cursor'
@@ -567,26 +721,20 @@ class _ErpSink:
     def __init__(self, link):
         self.link = link
 
-    def import_batch(self, batch):
-        Administration = Pool().get('payt.administration')
-        return Administration.import_batch(
-            self.link.administration.id, batch)
+    def import_batch(self, batch, cursors=None):
+        return self.link.import_with_cursors(batch, cursors)
 
-    def _find(self, stream):
+    def load_cursor(self, stream):
         Cursor = Pool().get('payt.hub.cursor')
         found = Cursor.search([('link', '=', self.link.id),
                 ('stream', '=', stream)], limit=1)
-        return found[0] if found else None
+        return found[0].value if found else None
 
-    def load_cursor(self, stream):
-        cursor = self._find(stream)
-        return cursor.value if cursor else None
+    def _state(self):
+        return self.link._open_state()
 
-    def save_cursor(self, stream, value):
-        Cursor = Pool().get('payt.hub.cursor')
-        cursor = self._find(stream)
-        if cursor:
-            Cursor.write([cursor], {'value': value})
-        else:
-            Cursor.create([{'link': self.link.id, 'stream': stream,
-                        'value': value}])
+    def open_state(self):
+        return {k: tuple(v) for k, v in self._state()['open'].items()}
+
+    def debtor_ids(self):
+        return set(self._state()['debtors'])
