@@ -412,8 +412,7 @@ def run_sync(adapter: Adapter, sink: Sink, streams=None,
         verify = False
         for result.rounds in range(1, MAX_ROUNDS + 1):
             sent, seen = work.open_items(verify)
-            if result.rounds == 1:
-                result.records['open_items'] = len(seen)
+            result.records['open_items'] = len(seen)
             log.info('sync %s/open_items pass %d: %d sent', adapter.name,
                      result.rounds, sent)
             if verify and not sent:
