@@ -97,6 +97,8 @@ class ImuisSimulator(BaseSimulator):
         # paging through 100k items must not sort them for every page
         self._version = 0
         self._listings: dict = {}
+        self._fragments: dict = {}
+        self._fragments_version = -1
         self._seed(int(debtors), int(items), seed)
 
     # -- data ----------------------------------------------------------
@@ -584,19 +586,35 @@ class ImuisSimulator(BaseSimulator):
                                  start + page * size]
             else:
                 total_pages, chosen = 1, listing[start:]
-            rows = [self._row(table, rec) for rec in chosen]
-        out = ['<NewDataSet><METADATA>'
-               f'<TOTALPAGES>{total_pages}</TOTALPAGES></METADATA>']
-        for row in rows:
-            out.append('<DATA>')
-            for f in fields:
-                value = row.get(f, '')
-                if long_strings and f in ('NAAM', 'OMSCHR', 'ADRES'):
-                    value = 'A' * 100_000
-                out.append(f'<{f}>{escape(str(value))}</{f}>')
-            out.append('</DATA>')
+            out = ['<NewDataSet><METADATA>'
+                   f'<TOTALPAGES>{total_pages}</TOTALPAGES></METADATA>']
+            out += [self._data(table, rec, tuple(fields), long_strings)
+                    for rec in chosen]
         out.append('</NewDataSet>')
         return ''.join(out)
+
+    def _data(self, table, rec, fields, long_strings=False):
+        """One <DATA> row, rendered once per version of the data: a page
+        of 1000 rows must not format 19,000 fields again."""
+        cache_key = (table, fields, id(rec))
+        if not long_strings and self._fragments_version == self._version:
+            found = self._fragments.get(cache_key)
+            if found is not None:
+                return found
+        elif self._fragments_version != self._version:
+            self._fragments, self._fragments_version = {}, self._version
+        row = self._row(table, rec)
+        out = ['<DATA>']
+        for f in fields:
+            value = row.get(f, '')
+            if long_strings and f in ('NAAM', 'OMSCHR', 'ADRES'):
+                value = 'A' * 100_000
+            out.append(f'<{f}>{escape(str(value))}</{f}>')
+        out.append('</DATA>')
+        text = ''.join(out)
+        if not long_strings:
+            self._fragments[cache_key] = text
+        return text
 
     def _listing(self, table, source, orderby, where, since_date):
         """(sort keys, records) of a table filtered and in ORDERBY order,
