@@ -473,9 +473,11 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
 
     @classmethod
     def erp_state(cls, link_id):
-        """What the hub compares the package with: {'open': {external id:
-        [open amount, currency code]}, 'debtors': [external ids]} of the
-        link's administration."""
+        """What the hub compares the package with, of the link's
+        administration: {'open': {external id: [open amount, currency]},
+        'items': {external id: {debtor, number, description, invoice_date,
+        due_date, currency, amount, open_amount}} of the open items,
+        'debtors': [external ids], 'payments': {external id: amount}}."""
         link = cls._link_for_hub(link_id)
         return link._open_state()
 
@@ -487,15 +489,36 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
         item, debtor = Item.__table__(), Debtor.__table__()
         currency = Currency.__table__()
         cursor = Transaction().connection.cursor()
+        Payment = pool.get('payt.payment')
+        payment = Payment.__table__()
         cursor.execute(*item.join(currency,
-                condition=item.currency == currency.id).select(
+                condition=item.currency == currency.id).join(debtor,
+                condition=item.debtor == debtor.id).select(
                 item.external_id, item.open_amount, currency.code,
+                debtor.external_id, item.number, item.description,
+                item.invoice_date, item.due_date, item.amount,
                 where=(item.administration == self.administration.id)
                 & (item.state == 'open')))
-        open_ = {e: ['%.2f' % Decimal(str(a)), c] for e, a, c in cursor}
+        open_, records = {}, {}
+        for (external_id, open_amount, code, debtor_id, number, description,
+                invoice_date, due_date, amount) in cursor:
+            open_[external_id] = ['%.2f' % Decimal(str(open_amount)), code]
+            records[external_id] = {
+                'debtor': debtor_id, 'number': number,
+                'description': description,
+                'invoice_date': _iso(invoice_date),
+                'due_date': _iso(due_date), 'currency': code,
+                'amount': '%.2f' % Decimal(str(amount)),
+                'open_amount': open_[external_id][0],
+                }
         cursor.execute(*debtor.select(debtor.external_id,
                 where=debtor.administration == self.administration.id))
-        return {'open': open_, 'debtors': [e for e, in cursor]}
+        debtors = [e for e, in cursor]
+        cursor.execute(*payment.select(payment.external_id, payment.amount,
+                where=payment.administration == self.administration.id))
+        payments = {e: '%.2f' % Decimal(str(a)) for e, a in cursor}
+        return {'open': open_, 'debtors': debtors, 'items': records,
+            'payments': payments}
 
     @classmethod
     def record_evidence(cls, link_id, source):
@@ -690,6 +713,13 @@ class HubLink(MaskedSecretsMixin, ModelSQL, ModelView):
             Attention.resolve(attentions)
 
 
+def _iso(value):
+    "ISO text of a date read with SQL (a date, or text on SQLite)."
+    if value is None:
+        return None
+    return value if isinstance(value, str) else value.isoformat()
+
+
 def _amounts(sums):
     "'EUR 1234.50, USD 272.51' of {currency: amount}."
     return ', '.join('%s %s' % (c, a) for c, a in sorted(sums.items()))
@@ -738,3 +768,9 @@ class _ErpSink:
 
     def debtor_ids(self):
         return set(self._state()['debtors'])
+
+    def open_records(self):
+        return self._state()['items']
+
+    def payment_amounts(self):
+        return self._state()['payments']

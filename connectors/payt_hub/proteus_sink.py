@@ -52,6 +52,12 @@ class ProteusSink(Sink):
     def debtor_ids(self):
         return set(self._erp_state()['debtors'])
 
+    def open_records(self):
+        return self._erp_state()['items']
+
+    def payment_amounts(self):
+        return self._erp_state()['payments']
+
     def record_evidence(self, source):
         return self.Link.record_evidence(self.link_id, source,
                                          self.config.context)

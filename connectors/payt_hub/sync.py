@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .adapters.base import Adapter
-from .canonical import Debtor, OpenItem, Payment, to_batch
+from .canonical import Debtor, OpenItem, Payment, item_dict, to_batch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ SUMMARY_KEYS = ('debtors_created', 'debtors_updated', 'items_created',
                 'items_updated', 'items_closed', 'payments_created')
 #: passes of open_items per sync at most (the first plus verifications)
 MAX_ROUNDS = 4
+#: item fields compared with the ERP: a record equal on these is not sent
+COMPARED = ('debtor', 'number', 'description', 'invoice_date', 'due_date',
+            'currency', 'amount', 'open_amount')
 
 
 class Sink:
@@ -67,6 +70,18 @@ class Sink:
     def debtor_ids(self) -> set[str]:
         """External ids of the administration's debtors in the ERP."""
         raise NotImplementedError
+
+    def open_records(self) -> dict[str, dict]:
+        """{external id: item as IMPORT-BATCH.md spells it} of the open
+        items in the ERP, for the fields in ``COMPARED``; lets a sync send
+        only what changed. Default: open amount and currency only."""
+        return {k: {'open_amount': v, 'currency': c}
+                for k, (v, c) in self.open_state().items()}
+
+    def payment_amounts(self) -> dict[str, str]:
+        """{payment external id: amount} in the ERP (default: unknown, so
+        payments are sent with their items)."""
+        return {}
 
 
 class SinkCrash(RuntimeError):
@@ -181,6 +196,16 @@ class MemorySink(Sink):
     def debtor_ids(self):
         return set(self.debtors)
 
+    def open_records(self):
+        with self.lock:
+            return {k: {f: v.get(f) for f in COMPARED}
+                    for k, v in self.items.items()
+                    if Decimal(v['open_amount']) != 0}
+
+    def payment_amounts(self):
+        with self.lock:
+            return {k: v['amount'] for k, v in self.payments.items()}
+
     def open_items(self):
         """{external_id: open_amount} of items not closed."""
         return {k: v for k, (v, _) in self.open_state().items()}
@@ -238,6 +263,8 @@ class _Pass:
         self.erp_open = {k: (_amount(v), c)
                          for k, (v, c) in sink.open_state().items()}
         self.erp_debtors: set[str] = set(sink.debtor_ids())
+        self.erp_records = sink.open_records()
+        self.erp_payments = sink.payment_amounts()
 
     # -- sending ---------------------------------------------------------
     def send(self, stream, records, closed, cursor):
@@ -260,7 +287,8 @@ class _Pass:
             batch['items'] = kept
             names = {i['external_id'] for i in kept}
             batch['payments'] = [p for p in batch.get('payments', [])
-                                 if p['item'] in names]
+                                 if p['item'] in names
+                                 or p['item'] in self.erp_records]
             for key in ('items', 'payments'):
                 if not batch[key]:
                     del batch[key]
@@ -275,10 +303,16 @@ class _Pass:
             if Decimal(item['open_amount']) != 0:
                 self.erp_open[item['external_id']] = (
                     item['open_amount'], item.get('currency'))
+                self.erp_records[item['external_id']] = {
+                    f: item.get(f) for f in COMPARED}
             else:
                 self.erp_open.pop(item['external_id'], None)
+                self.erp_records.pop(item['external_id'], None)
         for ext in batch.get('closed_items', []):
             self.erp_open.pop(ext, None)
+            self.erp_records.pop(ext, None)
+        self.erp_payments.update((p['external_id'], p['amount'])
+                                 for p in batch.get('payments', []))
 
     def missing_debtors(self, items, debtors):
         """Debtors of these items that the ERP does not have yet (added to
@@ -301,11 +335,10 @@ class _Pass:
             count += len(records)
         self.result.records[stream] = count
 
-    def open_items(self, verify):
-        """One reconciliation pass. ``verify``: send only records whose
-        open amount or currency differs from the ERP (a first pass sends
-        all, so other fields changed in the package are updated too).
-        Returns (records sent or closed, open state of the package seen)."""
+    def open_items(self):
+        """One reconciliation pass: every open item listed, only what
+        differs from the ERP sent. Returns (records sent or closed, open
+        state of the package seen)."""
         stream = 'open_items'
         sent = 0
         seen: dict[str, tuple[str, str | None]] = {}
@@ -327,11 +360,12 @@ class _Pass:
             records = records + fixed
             changed = {r.external_id for r in records
                        if isinstance(r, OpenItem) and not self.same(r)}
-            if verify:
-                records = [r for r in records
-                           if r.external_id in changed or isinstance(
-                               r, Payment) and r.item in changed]
-            sent += len(changed) + len(closed)
+            paid = {r.external_id for r in records if isinstance(r, Payment)
+                    and self.erp_payments.get(r.external_id)
+                    != _amount(r.amount)}
+            records = [r for r in records
+                       if r.external_id in changed or r.external_id in paid]
+            sent += len(changed) + len(closed) + len(paid)
             pending += records
             pending_closed += closed
             pages += 1
@@ -351,10 +385,14 @@ class _Pass:
         return slice(low, max(low, high))
 
     def same(self, record):
-        now = self.erp_open.get(record.external_id)
+        """Whether the ERP has this item as it is (what it would store)."""
+        now = self.erp_records.get(record.external_id)
         if record.open_amount == 0:
             return now is None
-        return now == (_amount(record.open_amount), record.currency)
+        if now is None:
+            return False
+        new = item_dict(record)
+        return all(now.get(f) == new.get(f) for f in now)
 
     def settle(self, candidates):
         """ERP open items the listing no longer shows: imported as the
@@ -409,15 +447,15 @@ def run_sync(adapter: Adapter, sink: Sink, streams=None,
         # sync was complete: a resumed sync goes on with the items)
         work.debtors()
     if 'open_items' in wanted:
-        verify = False
+        fresh = sink.load_cursor('open_items') is None
         for result.rounds in range(1, MAX_ROUNDS + 1):
-            sent, seen = work.open_items(verify)
+            sent, seen = work.open_items()
             result.records['open_items'] = len(seen)
             log.info('sync %s/open_items pass %d: %d sent', adapter.name,
                      result.rounds, sent)
-            if verify and not sent:
+            # a whole pass that found nothing to send: the ERP is in step
+            if not sent and (fresh or result.rounds > 1):
                 break
-            verify = True
         result.converged = not sent
         result.evidence = {'source': totals(seen),
                            'erp': totals(work.erp_open)}
