@@ -576,9 +576,16 @@ class ImuisSimulator(BaseSimulator):
         keyset = [v for f, o, v in where if f == orderby and o.strip() == '>']
         others = tuple((f, o, v) for f, o, v in where
                        if not (f == orderby and o.strip() == '>'))
+        key_field = 'FACT' if table == 'DEBOPP' else 'NR'
+        wanted = [v for f, o, v in others if f == key_field and o == '=']
         with self.lock:
-            keys, listing = self._listing(table, source, orderby, others,
-                                          since_date)
+            if wanted:  # one record by its key: no listing of the table
+                source = {k: source[k] for k in wanted[:1] if k in source}
+                keys, listing = self._listing(table, source, orderby,
+                                              others, since_date, False)
+            else:
+                keys, listing = self._listing(table, source, orderby, others,
+                                              since_date)
             start = bisect.bisect_right(keys, max(keyset)) if keyset else 0
             if size > 0:
                 total_pages = max(1, -(-(len(keys) - start) // size))
@@ -616,11 +623,12 @@ class ImuisSimulator(BaseSimulator):
             self._fragments[cache_key] = text
         return text
 
-    def _listing(self, table, source, orderby, where, since_date):
+    def _listing(self, table, source, orderby, where, since_date,
+                 cache=True):
         """(sort keys, records) of a table filtered and in ORDERBY order,
         kept until the data changes."""
         cache_key = (table, orderby, where, since_date, self._version)
-        found = self._listings.get(cache_key)
+        found = self._listings.get(cache_key) if cache else None
         if found is None:
             self._listings = {k: v for k, v in self._listings.items()
                               if k[-1] == self._version}
@@ -637,7 +645,8 @@ class ImuisSimulator(BaseSimulator):
                     '_' + orderby))), rec))
             chosen.sort(key=lambda pair: pair[0])
             found = ([k for k, _ in chosen], [r for _, r in chosen])
-            self._listings[cache_key] = found
+            if cache:
+                self._listings[cache_key] = found
         return found
 
     @staticmethod
