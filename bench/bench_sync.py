@@ -421,10 +421,10 @@ def report(results, args, command):
     lines += ['', '"other" is batch building (`to_batch`), the comparison '
               'with the ERP and the sync loop; "ERP cursors" is reading the '
               'cursors and the ERP\'s open items (`erp_state`). Every sync '
-              'lists all debtors and all open items, sends them, and makes '
-              'a verification pass that sends only what still differs '
-              '("passes"); "in_step": the ERP\'s own count and sums equal '
-              'the package\'s at the end.', '']
+              'lists all debtors and all open items and sends the items that '
+              'differ from the ERP; a pass that sent anything is followed by '
+              'another ("passes"); "in_step": the ERP\'s own count and sums '
+              'equal the package\'s at the end.', '']
     for package, res in results.items():
         first = res['first']
         share = first['seconds'].get('erp_import', 0) / first['total']

@@ -19,10 +19,11 @@ How (see docs/CONNECTORS-HUB.md, "Convergence"):
   in the same ``import_batch`` call as the page it covers, so the ERP
   stores both in one transaction: a hub killed at any point resumes after
   the last page the ERP accepted, and a page is never half imported.
-* A pass that sent anything is followed by a verification pass that sends
-  only what still differs (things changed behind the pass while it ran),
-  up to ``MAX_ROUNDS`` passes in all; the result says whether the last one
-  found the ERP equal to the package (``converged``).
+* The ERP's open items (the ``COMPARED`` fields) and payment amounts are
+  read once; a pass sends only what differs. A pass that sent anything is
+  followed by another (things changed behind it while it ran), up to
+  ``MAX_ROUNDS`` passes in all; the result says whether the last one found
+  nothing to send (``converged``).
 * Evidence: counts and open sums per currency of both sides, as seen at
   the end of the last pass (``SyncResult.evidence``).
 """
