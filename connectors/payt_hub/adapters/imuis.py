@@ -313,10 +313,17 @@ class ImuisAdapter(Adapter):
         after = load_cursor(cursor).get('after')
         if stream == 'open_items':
             self._load_credits()
+        listed = set()
         for rows, last in self.listing(table, fields, where, key, after):
             upto = rows[-1].get(key, '').strip() if rows else after
-            extra = self._invoices_of_new_credits(rows) \
-                if stream == 'open_items' else []
+            extra = []
+            if stream == 'open_items':
+                listed.update(r.get('FACT', '').strip() for r in rows)
+                extra = self._invoices_of_new_credits(rows)
+                if last:  # paid invoices whose credit notes are still open
+                    extra += self.fetch_items(sorted(
+                        set(self._credits) - listed
+                        - {r.get('FACT', '').strip() for r in extra}))
             yield Page(rows + extra,
                        None if last else dump_cursor(after=upto),
                        {'after': after}, after=after, upto=upto, last=last)
