@@ -19,6 +19,7 @@ REASONS = [
     ('letter_returned', "Letter returned"),
     ('booking_error', "Possible booking error"),
     ('import_failing', "Import failing"),
+    ('import_mismatch', "Import differs from the accounting package"),
     ('details_changed', "Debtor details change requested"),
     ]
 

@@ -23,6 +23,7 @@ the module loads on a server without it.
 """
 import datetime
 import re
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from trytond.exceptions import UserError
@@ -285,6 +286,19 @@ class HubLink(
         help="Open items received by the last successful import.")
     cursors = fields.One2Many('payt.hub.cursor', 'link', "Cursors",
         readonly=True)
+    # evidence of the last sync: both sides counted per administration
+    evidence_date = fields.Timestamp("Compared At", readonly=True,
+        help="When the last sync compared the package with this "
+        "administration.")
+    source_items = fields.Integer("Open Items in Package", readonly=True)
+    source_open = fields.Char("Open in Package", readonly=True,
+        help="Open amount per currency in the package at the last sync.")
+    erp_items = fields.Integer("Open Items Here", readonly=True)
+    erp_open = fields.Char("Open Here", readonly=True,
+        help="Open amount per currency here after the last sync.")
+    in_step = fields.Boolean("In Step", readonly=True,
+        help="Whether the last sync found the same open items and amounts "
+        "on both sides.")
 
     @classmethod
     def __setup__(cls):
@@ -298,6 +312,9 @@ class HubLink(
                 'links_to_sync': RPC(readonly=True),
                 'record_result': RPC(readonly=False),
                 'store_credentials': RPC(readonly=False),
+                'import_page': RPC(readonly=False),
+                'erp_state': RPC(readonly=True),
+                'record_evidence': RPC(readonly=False),
                 })
         cls._buttons.update({
                 'test': {
@@ -543,6 +560,56 @@ class HubLink(
             else:
                 link.book_result(True, None,
                     result.records.get('open_items', 0))
+                if result.evidence:
+                    link.book_evidence(result.evidence['source'])
+
+    # -- a changed link starts again -------------------------------------
+    #: what names the administration in the package: a change means other
+    #: data, so the cursors go and an active link is validated again
+    _identity = {'package', 'administration', 'environment_code'}
+
+    @classmethod
+    def write(cls, *args):
+        """Package and administration of an active link stay as they are;
+        the division is the package's answer, never typed; a new code
+        starts the link again (see _identity_changed)."""
+        actions = iter(args)
+        changed = []
+        for links, values in zip(actions, actions):
+            cls._check_target_fixed(links, values)
+            if cls._identity & set(values):
+                changed += [l for l in links
+                    if any(getattr(l, f) != values[f]
+                        for f in cls._identity & set(values)
+                        if f not in ('package', 'administration'))
+                    or any(f in values for f in ('package',
+                            'administration'))]
+        super().write(*args)
+        if changed:
+            cls._identity_changed(cls.browse(changed))
+
+    @classmethod
+    def _check_target_fixed(cls, links, values):
+        if 'division' in values and Transaction().check_access:
+            raise AccessError(gettext(
+                    'payt_dunning.msg_hub_division_from_package'))
+        for link in links:
+            if link.state == 'active' and link._changes_target(values):
+                raise AccessError(gettext(
+                        'payt_dunning.msg_hub_active_link_fixed',
+                        link=link.rec_name))
+
+    @classmethod
+    def _identity_changed(cls, links):
+        """A new code or URL: the cursors belong to the old data (full
+        resync) and an active link must pass a real login again, or the
+        change is refused as a whole."""
+        Cursor = Pool().get('payt.hub.cursor')
+        with without_check_access():
+            Cursor.delete(Cursor.search([('link', 'in', [l.id for l in links])]))
+        active = [l for l in links if l.state in ('active', 'failed')]
+        if active:
+            cls.activate(active)
 
     def get_authorization_url(self, name):
         "Exact Online's page where the owner approves the app."
@@ -560,22 +627,6 @@ class HubLink(
                     'force_login': '0',
                     }))
 
-    @classmethod
-    def write(cls, *args):
-        """Package and administration of an active link stay as they are;
-        the division is the package's answer, never typed."""
-        actions = iter(args)
-        for links, values in zip(actions, actions):
-            if 'division' in values and Transaction().check_access:
-                raise AccessError(gettext(
-                        'payt_dunning.msg_hub_division_from_package'))
-            for link in links:
-                if link.state == 'active' and link._changes_target(values):
-                    raise AccessError(gettext(
-                            'payt_dunning.msg_hub_active_link_fixed',
-                            link=link.rec_name))
-        super().write(*args)
-
     def _changes_target(self, values):
         "Whether values name another package or administration."
         return (('package' in values and values['package'] != self.package)
@@ -583,6 +634,125 @@ class HubLink(
                 and values['administration'] != self.administration.id))
 
     # -- what the hub calls ------------------------------------------------
+    @classmethod
+    def _link_for_hub(cls, link_id):
+        cls._check_hub_user()
+        # searching applies the record rules: a hub user limited to some
+        # companies cannot touch the links of others
+        found = cls.search([('id', '=', int(link_id))], limit=1)
+        if not found:
+            raise AccessError(gettext('payt_dunning.msg_hub_link_unknown',
+                    link=link_id))
+        return found[0]
+
+    @classmethod
+    def import_page(cls, link_id, batch, cursors=None):
+        """Import one batch into the link's administration and store the
+        cursors ({stream: value}) that cover it, in this one transaction:
+        a hub killed at any point resumes after the last page stored."""
+        return cls._link_for_hub(link_id).import_with_cursors(
+            batch, cursors)
+
+    def import_with_cursors(self, batch, cursors=None):
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Cursor = pool.get('payt.hub.cursor')
+        summary = Administration.import_batch(self.administration.id, batch)
+        for stream, value in (cursors or {}).items():
+            found = Cursor.search([('link', '=', self.id),
+                    ('stream', '=', stream)], limit=1)
+            if found:
+                Cursor.write(found, {'value': value})
+            else:
+                Cursor.create([{'link': self.id, 'stream': stream,
+                            'value': value}])
+        return summary
+
+    @classmethod
+    def erp_state(cls, link_id):
+        """What the hub compares the package with, of the link's
+        administration: {'open': {external id: [open amount, currency]},
+        'items': {external id: {debtor, number, description, invoice_date,
+        due_date, currency, amount, open_amount}} of the open items,
+        'debtors': [external ids], 'payments': {external id: amount}}."""
+        link = cls._link_for_hub(link_id)
+        return link._open_state()
+
+    def _open_state(self):
+        pool = Pool()
+        Item = pool.get('payt.item')
+        Debtor = pool.get('payt.debtor')
+        Currency = pool.get('currency.currency')
+        item, debtor = Item.__table__(), Debtor.__table__()
+        currency = Currency.__table__()
+        cursor = Transaction().connection.cursor()
+        Payment = pool.get('payt.payment')
+        payment = Payment.__table__()
+        cursor.execute(*item.join(currency,
+                condition=item.currency == currency.id).join(debtor,
+                condition=item.debtor == debtor.id).select(
+                item.external_id, item.open_amount, currency.code,
+                debtor.external_id, item.number, item.description,
+                item.invoice_date, item.due_date, item.amount,
+                where=(item.administration == self.administration.id)
+                & (item.state == 'open')))
+        open_, records = {}, {}
+        for (external_id, open_amount, code, debtor_id, number, description,
+                invoice_date, due_date, amount) in cursor:
+            open_[external_id] = ['%.2f' % Decimal(str(open_amount)), code]
+            records[external_id] = {
+                'debtor': debtor_id, 'number': number,
+                'description': description,
+                'invoice_date': _iso(invoice_date),
+                'due_date': _iso(due_date), 'currency': code,
+                'amount': '%.2f' % Decimal(str(amount)),
+                'open_amount': open_[external_id][0],
+                }
+        cursor.execute(*debtor.select(debtor.external_id,
+                where=debtor.administration == self.administration.id))
+        debtors = [e for e, in cursor]
+        cursor.execute(*payment.select(payment.external_id, payment.amount,
+                where=payment.administration == self.administration.id))
+        payments = {e: '%.2f' % Decimal(str(a)) for e, a in cursor}
+        return {'open': open_, 'debtors': debtors, 'items': records,
+            'payments': payments}
+
+    @classmethod
+    def record_evidence(cls, link_id, source):
+        """Store the package's side of the last sync (``source``: {'items':
+        n, 'open': {currency: amount}}) with this side counted here, and
+        raise a point of attention when they differ."""
+        return cls._link_for_hub(link_id).book_evidence(source)
+
+    def book_evidence(self, source):
+        pool = Pool()
+        Attention = pool.get('payt.attention')
+        link = self
+        state = link._open_state()['open']
+        sums = {}
+        for amount, code in state.values():
+            sums[code] = sums.get(code, Decimal(0)) + Decimal(amount)
+        erp_open = {c: '%.2f' % a for c, a in sorted(sums.items())}
+        source_open = {c: '%.2f' % Decimal(str(a))
+            for c, a in sorted((source.get('open') or {}).items())}
+        in_step = (int(source.get('items') or 0) == len(state)
+            and source_open == erp_open)
+        self.__class__.write([link], {
+                'evidence_date': datetime.datetime.now(),
+                'source_items': int(source.get('items') or 0),
+                'source_open': _amounts(source_open),
+                'erp_items': len(state),
+                'erp_open': _amounts(erp_open),
+                'in_step': in_step,
+                })
+        if not in_step:
+            Attention.raise_for(link.administration, 'import_mismatch',
+                ("Package: %s items, %s; here: %s items, %s" % (
+                        source.get('items'), _amounts(source_open) or '0',
+                        len(state), _amounts(erp_open) or '0'))[:1000])
+        return {'in_step': in_step, 'erp_items': len(state),
+            'erp_open': erp_open}
+
     @classmethod
     def _check_hub_user(cls):
         pool = Pool()
@@ -786,6 +956,18 @@ class HubLinkTest(Wizard):
                     self.record.package))}
 
 
+def _iso(value):
+    "ISO text of a date read with SQL (a date, or text on SQLite)."
+    if value is None:
+        return None
+    return value if isinstance(value, str) else value.isoformat()
+
+
+def _amounts(sums):
+    "'EUR 1234.50, USD 272.51' of {currency: amount}."
+    return ', '.join('%s %s' % (c, a) for c, a in sorted(sums.items()))
+
+
 class HubCursor(CompanyConsistentMixin, ModelSQL, ModelView):
     "Connector Hub Cursor"
     _company_path = 'link.company'
@@ -813,26 +995,26 @@ class _ErpSink:
     def __init__(self, link):
         self.link = link
 
-    def import_batch(self, batch):
-        Administration = Pool().get('payt.administration')
-        return Administration.import_batch(
-            self.link.administration.id, batch)
+    def import_batch(self, batch, cursors=None):
+        return self.link.import_with_cursors(batch, cursors)
 
-    def _find(self, stream):
+    def load_cursor(self, stream):
         Cursor = Pool().get('payt.hub.cursor')
         found = Cursor.search([('link', '=', self.link.id),
                 ('stream', '=', stream)], limit=1)
-        return found[0] if found else None
+        return found[0].value if found else None
 
-    def load_cursor(self, stream):
-        cursor = self._find(stream)
-        return cursor.value if cursor else None
+    def _state(self):
+        return self.link._open_state()
 
-    def save_cursor(self, stream, value):
-        Cursor = Pool().get('payt.hub.cursor')
-        cursor = self._find(stream)
-        if cursor:
-            Cursor.write([cursor], {'value': value})
-        else:
-            Cursor.create([{'link': self.link.id, 'stream': stream,
-                        'value': value}])
+    def open_state(self):
+        return {k: tuple(v) for k, v in self._state()['open'].items()}
+
+    def debtor_ids(self):
+        return set(self._state()['debtors'])
+
+    def open_records(self):
+        return self._state()['items']
+
+    def payment_amounts(self):
+        return self._state()['payments']

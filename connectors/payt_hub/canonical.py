@@ -95,6 +95,15 @@ def parse_date(value) -> dt.date | None:
     if isinstance(value, dt.date):
         return value
     text = str(value).strip()[:10]
+    # fast paths for the two iMUIS styles (strptime costs ~0.1 ms a call:
+    # seconds over 100k items)
+    try:
+        if len(text) == 10 and text[4] == '-':
+            return dt.date.fromisoformat(text)
+        if len(text) == 10 and text[2] == '-' and text[5] == '-':
+            return dt.date(int(text[6:]), int(text[3:5]), int(text[:2]))
+    except ValueError:
+        pass
     for fmt in ('%Y-%m-%d', '%d-%m-%Y', '%d/%m/%Y', '%Y/%m/%d'):
         try:
             return dt.datetime.strptime(text, fmt).date()

@@ -155,11 +155,14 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
         # ERP before the adapter uses them
         adapter.credentials_saver = lambda values: store_credentials(
             cfg, link['id'], values)
+        sink = ProteusSink(link['administration'], link['id'], cfg)
         with adapter:
             adapter.validate()
-            result = run_sync(adapter, ProteusSink(
-                link['administration'], link['id'], cfg), progress=progress,
-                batch_records=batch_records())
+            result = run_sync(adapter, sink, progress=progress,
+                              batch_records=batch_records())
+        if result.evidence:
+            out['evidence'] = dict(result.evidence, erp=sink.record_evidence(
+                result.evidence['source']))
     except HubError as exc:
         out['error'] = str(exc)
         if isinstance(exc, LinkError):

@@ -3,13 +3,16 @@
 Used by ``erp.sync_link`` (``payt-hub sync --database``, the Celery task)
 and tested against a real Tryton database in tests/test_erp.py. With
 embedded trytond every call below is its own committed transaction. What
-it uses in the ERP (payt_dunning/hub.py):
+it uses in the ERP (payt_dunning/hub.py, all for users of the group
+"Debtor Management Connector Hub"):
 
-* ``payt.administration.import_batch(administration_id, batch)`` RPC
-  (classmethod, see docs/IMPORT-BATCH.md), returning the summary dict.
-* model ``payt.hub.cursor`` with fields ``link`` (Many2One to the link
-  model), ``stream`` (Char) and ``value`` (Char), one record per
-  (link, stream).
+* ``payt.hub.link.import_page(link_id, batch, cursors)``: the batch into
+  ``payt.administration.import_batch`` (docs/IMPORT-BATCH.md) and the
+  cursors ({stream: value}) into ``payt.hub.cursor``, one transaction;
+* ``payt.hub.link.erp_state(link_id)``: the administration's open items
+  ({external id: [open amount, currency]}) and debtor ids;
+* model ``payt.hub.cursor`` (``link``, ``stream``, ``value``) to read the
+  cursors.
 """
 from __future__ import annotations
 
@@ -23,31 +26,38 @@ class ProteusSink(Sink):
         self.config = config or pconfig.get_config()
         self.administration_id = administration_id
         self.link_id = link_id
-        self.Administration = Model.get('payt.administration',
-                                        config=self.config)
+        self.Link = Model.get('payt.hub.link', config=self.config)
         self.Cursor = Model.get('payt.hub.cursor', config=self.config)
+        self._state = None
 
-    def import_batch(self, batch):
-        return self.Administration.import_batch(
-            self.administration_id, batch, self.config.context)
-
-    def _find(self, stream):
-        found = self.Cursor.find([('link', '=', self.link_id),
-                                  ('stream', '=', stream)], limit=1)
-        return found[0] if found else None
+    def import_batch(self, batch, cursors=None):
+        self._state = None
+        return self.Link.import_page(self.link_id, batch, cursors or {},
+                                     self.config.context)
 
     def load_cursor(self, stream):
-        record = self._find(stream)
-        return record.value if record else None
+        found = self.Cursor.find([('link', '=', self.link_id),
+                                  ('stream', '=', stream)], limit=1)
+        return found[0].value if found else None
 
-    def save_cursor(self, stream, value):
-        from proteus import Model
-        record = self._find(stream)
-        if record is None:
-            record = self.Cursor()
-            Link = Model.get(self.Cursor._fields['link']['relation'],
-                             config=self.config)
-            record.link = Link(self.link_id)
-            record.stream = stream
-        record.value = value
-        record.save()
+    def _erp_state(self):
+        if self._state is None:
+            self._state = self.Link.erp_state(self.link_id,
+                                              self.config.context)
+        return self._state
+
+    def open_state(self):
+        return {k: tuple(v) for k, v in self._erp_state()['open'].items()}
+
+    def debtor_ids(self):
+        return set(self._erp_state()['debtors'])
+
+    def open_records(self):
+        return self._erp_state()['items']
+
+    def payment_amounts(self):
+        return self._erp_state()['payments']
+
+    def record_evidence(self, source):
+        return self.Link.record_evidence(self.link_id, source,
+                                         self.config.context)

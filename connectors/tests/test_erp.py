@@ -38,6 +38,8 @@ Administration = Model.get('payt.administration')
 euro = Currency(name='Euro', code='EUR', symbol='EUR',
     rounding=Decimal('0.01'), digits=2)
 euro.save()
+Currency(name='US Dollar', code='USD', symbol='USD',
+    rounding=Decimal('0.01'), digits=2).save()
 admin = User(config.get_config().user)
 for name in sys.argv[2:]:
     company = Company(party=Party(name=name), currency=euro)

@@ -59,25 +59,35 @@ def test_first_sync_and_paid_item_open_amount_zero(snelstart,
         sink.items[fid]['amount']
 
 
-def test_incremental_resync_reads_only_changes(snelstart, snelstart_sim):
+def test_incremental_resync_changes_only_what_changed(snelstart,
+                                                     snelstart_sim):
     sink = MemorySink()
     run_sync(snelstart(), sink, progress=False)
-    first = len(sink.batches)
     fid = sorted(snelstart_sim.open_items())[2]
     snelstart_sim.pay(id=fid, amount='5.00')
     rid = sorted(snelstart_sim.relaties)[4]
     snelstart_sim.modify_relatie(rid, email='nieuw@example.nl')
     new = snelstart_sim.add_invoice(rid, '42.00')['id']
-    run_sync(snelstart(), sink, progress=False)
-    later = sink.batches[first:]
-    assert [d['external_id'] for b in later
-            for d in b.get('debtors', [])] == [rid]
-    assert sorted(i['external_id'] for b in later
-                  for i in b.get('items', [])) == sorted([fid, new])
+    result = run_sync(snelstart(), sink, progress=False)
+    assert result.converged
+    changed = {k: v for k, v in result.summary.items() if v}
+    assert changed.pop('payments_created', 0) <= 1
+    assert changed == {'debtors_updated': 1, 'items_created': 1,
+                       'items_updated': 1}
+    assert sink.items[new]['open_amount'] == '42.00'
     assert sink.open_items() == snelstart_sim.open_items()
-    # a third pass with no changes sends nothing
-    run_sync(snelstart(), sink, progress=False)
-    assert len(sink.batches) == first + len(later)
+    # a third sync with no changes changes nothing
+    result = run_sync(snelstart(), sink, progress=False)
+    assert result.converged and not any(result.summary.values())
+
+
+def test_country_from_the_land_reference(snelstart, snelstart_sim):
+    sink = MemorySink()
+    run_sync(snelstart(), sink, streams=['debtors'], progress=False)
+    countries = {d.get('country') for d in sink.debtors.values()}
+    assert countries == {'NL', 'BE'}
+    assert all('landISOCode' not in (r['vestigingsAdres'] or {})
+               for r in snelstart_sim.relaties.values())
 
 
 def test_429_retry_after_honoured_and_secondary_key_used(snelstart,

@@ -373,7 +373,7 @@ class HubTestCase(unittest.TestCase):
         self.assertEqual(link.state, 'active')
         self.assertEqual(link.items_imported, len(open_items))
         self.assertEqual({c.stream for c in link.cursors},
-            {'debtors', 'open_items', 'payments'})
+            {'debtors', 'open_items'})
 
     @with_transaction()
     def test_sync_now_records_a_failure(self):

@@ -12,11 +12,23 @@ Settings:
   attempts       tries per call on transient errors (default 5)
   retry_wait     first backoff in seconds (default 0.5)
 
-Cursor (JSON): {"since": "YYYY-MM-DD"} after a completed pass, plus
-{"page": n, "started": "YYYY-MM-DD"} while a pass is under way. MUTDATE_VA
-is a day, "modified on or after": a pass started on day D stores since=D, so
-nothing changed during or after the pass is missed; rows changed on day D
-are read again by a later pass on day D (the import is idempotent).
+Streams: ``debtors`` = table DEB, ``open_items`` = table DEBOPP rows with
+``SALDO <> 0``, both listed whole at every sync with keyset paging:
+``ORDERBY`` the key (NR, FACT) and ``WHEREFIELDS`` key ``>`` the last key
+seen, always ``SELECTPAGE 1``. Page numbers over a changing table skip rows
+(a row paid or deleted before the current page shifts every later row one
+place back); "greater than the last key" cannot. Keys compare as text, the
+order of the listing.
+
+Cursor (JSON): {"after": "<last key of the last page imported>"} while a
+pass is under way; None once it is complete.
+
+Amounts: ``BEDR``/``SALDO``/``BET`` are in euros; an item in another
+currency (``VAL``) has its own amounts in ``BEDRVAL``/``SALDOVAL``/
+``BETVAL``, which are the ones used (falling back to the euro fields when
+they are empty). A credit note linked to an invoice (``CREDITNOTAFACT``) is
+netted into that invoice and yields no item of its own; an unlinked one is
+an item with a negative amount described as a credit note.
 """
 from __future__ import annotations
 
@@ -48,10 +60,13 @@ DEB_FIELDS = ('NR', 'ZKSL', 'NAAM', 'NAAM2', 'ADRES', 'POSTCD', 'PLAATS',
               'LAND', 'EMAIL', 'TEL', 'BTWNR', 'KVKNR', 'BETCOND', 'KRLIM',
               'SALDO', 'BLOK', 'DATLSTBET')
 DEBOPP_FIELDS = ('DEB', 'FACT', 'DAT', 'DATVERV', 'BEDR', 'BEDRBTW', 'BET',
-                 'SALDO', 'VAL', 'BEDRVAL', 'SALDOVAL', 'KENM', 'OMSCHR',
-                 'AANM', 'DATLSTAANM', 'DATLSTBET', 'BETWIST', 'VOLDAAN',
-                 'UITHANDEN')
-PAYMENT_FIELDS = ('DEB', 'FACT', 'BET', 'DATLSTBET', 'VAL')
+                 'SALDO', 'VAL', 'BEDRVAL', 'SALDOVAL', 'BETVAL', 'KENM',
+                 'OMSCHR', 'AANM', 'DATLSTAANM', 'DATLSTBET', 'BETWIST',
+                 'VOLDAAN', 'UITHANDEN', 'CREDITNOTADEB', 'CREDITNOTAFACT')
+#: (table, fields, fixed WHERE, key) per stream
+PLANS = {'debtors': ('DEB', DEB_FIELDS, (), 'NR'),
+         'open_items': ('DEBOPP', DEBOPP_FIELDS, (('SALDO', '<>', '0'),),
+                        'FACT')}
 
 _HOSTILE = re.compile(rb'<!\s*(DOCTYPE|ENTITY)', re.I)
 _DECL = re.compile(r'^\s*<\?xml[^>]*\?>')
@@ -132,6 +147,8 @@ class ImuisAdapter(Adapter):
         self.retry_wait = retry_wait
         self._service = None
         self._session_id = None
+        #: {invoice FACT: {credit note FACT: SALDOVAL}} of the current pass
+        self._credits: dict[str, dict[str, Decimal]] = {}
 
     # -- transport -----------------------------------------------------
     def _client(self):
@@ -275,58 +292,97 @@ class ImuisAdapter(Adapter):
             raise HubError(f'iMUIS GetStamtabelRecords {table} failed: '
                            f'{message or "no reason given"}')
         root = safe_parse(reply['Records'] or '<NewDataSet/>')
-        rows = []
-        for row in root:
-            if not isinstance(row.tag, str):
-                continue
-            rows.append({child.tag: (child.text or '') for child in row
-                         if isinstance(child.tag, str)})
-        return rows
+        # <NewDataSet><METADATA><TOTALPAGES>..</METADATA><DATA>row</DATA>..
+        return [{child.tag: (child.text or '') for child in row
+                 if isinstance(child.tag, str)}
+                for row in root.iterchildren('DATA')]
 
-    def _plan(self, stream, first):
-        if stream == 'debtors':
-            return 'DEB', DEB_FIELDS, (), 'NR'
-        if stream == 'open_items':
-            # first pass: only what is open; later passes: every change,
-            # so items paid since come out with open_amount 0
-            where = (('SALDO', '<>', '0'),) if first else ()
-            return 'DEBOPP', DEBOPP_FIELDS, where, 'FACT'
-        if stream == 'payments':
-            return 'DEBOPP', PAYMENT_FIELDS, (('BET', '<>', '0'),), 'FACT'
-        raise ValueError(f'unknown stream {stream!r}')
+    def listing(self, table, fields, where, key, after=None):
+        """Pages (rows, last) of a whole table in key order, keyset paged
+        after ``after``."""
+        while True:
+            page_where = tuple(where) + (((key, '>', after),) if after else ())
+            rows = self.get_records(table, fields, None, page_where, 1, key)
+            last = len(rows) < self.page_size
+            yield rows, last
+            if last or not rows:
+                return
+            after = rows[-1].get(key, '').strip()
 
     def read(self, stream, cursor):
-        state = load_cursor(cursor)
-        since = parse_date(state.get('since'))
-        started = state.get('started') or dt.date.today().isoformat()
-        page = int(state.get('page') or 1)
-        table, fields, where, orderby = self._plan(stream, since is None)
-        while True:
-            rows = self.get_records(table, fields, since, where, page,
-                                    orderby)
-            if len(rows) >= self.page_size:
-                next_cursor = dump_cursor(
-                    since=since.isoformat() if since else None,
-                    page=page + 1, started=started)
-                yield Page(rows, next_cursor, {'page': page})
-                page += 1
-                continue
-            yield Page(rows, dump_cursor(since=started), {'page': page})
-            return
+        table, fields, where, key = PLANS[stream]
+        after = load_cursor(cursor).get('after')
+        if stream == 'open_items':
+            self._load_credits()
+        listed = set()
+        for rows, last in self.listing(table, fields, where, key, after):
+            upto = rows[-1].get(key, '').strip() if rows else after
+            extra = []
+            if stream == 'open_items':
+                listed.update(r.get('FACT', '').strip() for r in rows)
+                extra = self._invoices_of_new_credits(rows)
+                if last:  # paid invoices whose credit notes are still open
+                    extra += self.fetch_items(sorted(
+                        set(self._credits) - listed
+                        - {r.get('FACT', '').strip() for r in extra}))
+            yield Page(rows + extra,
+                       None if last else dump_cursor(after=upto),
+                       {'after': after}, after=after, upto=upto, last=last)
+            after = upto
+
+    def _load_credits(self):
+        """The open credit notes linked to an invoice, to net them."""
+        self._credits = {}
+        where = (('SALDO', '<>', '0'), ('CREDITNOTAFACT', '<>', ''))
+        for rows, _ in self.listing('DEBOPP', DEBOPP_FIELDS, where, 'FACT'):
+            for row in rows:
+                self._note_credit(row)
+
+    def _note_credit(self, row):
+        target = (row.get('CREDITNOTAFACT') or '').strip()
+        if not target:
+            return None
+        amount = self._open_amount(row)
+        credits = self._credits.setdefault(target, {})
+        new = credits.get(row['FACT'].strip()) != amount
+        credits[row['FACT'].strip()] = amount
+        return target if new else None
+
+    def _invoices_of_new_credits(self, rows):
+        """Invoices of credit notes met in this page and not known at the
+        start of the pass: read again, netted."""
+        targets = {t for t in map(self._note_credit, rows) if t}
+        targets -= {r.get('FACT', '').strip() for r in rows}
+        return self.fetch_items(sorted(targets)) if targets else []
+
+    def _fetch(self, table, fields, key, ids):
+        rows = []
+        for external_id in ids:
+            rows += self.get_records(table, fields, None,
+                                     ((key, '=', external_id),), 1, key)
+        return rows
+
+    def fetch_items(self, ids):
+        return self._fetch('DEBOPP', DEBOPP_FIELDS, 'FACT', ids)
+
+    def fetch_debtors(self, ids):
+        return self._fetch('DEB', DEB_FIELDS, 'NR', ids)
 
     # -- mapping -------------------------------------------------------
     def map(self, stream, records):
-        mapper = {'debtors': self.map_debtor, 'open_items': self.map_item,
-                  'payments': self.map_payment}[stream]
+        mapper = {'debtors': self.map_debtor,
+                  'open_items': self.map_item}[stream]
         out = []
         for row in records:
             try:
-                record = mapper(row)
+                mapped = mapper(row)
             except (ValueError, TypeError) as exc:
                 log.warning('iMUIS %s row left out: %s', stream, exc)
                 continue
-            if record is not None:
-                out.append(record)
+            if isinstance(mapped, (list, tuple)):
+                out.extend(mapped)
+            elif mapped is not None:
+                out.append(mapped)
         return out
 
     @staticmethod
@@ -345,33 +401,63 @@ class ImuisAdapter(Adapter):
             coc_number=row.get('KVKNR') or None)
 
     @staticmethod
-    def map_item(row):
-        amount = parse_decimal(row.get('BEDR')) or Decimal(0)
-        saldo = parse_decimal(row.get('SALDO'))
+    def _foreign(row):
+        currency = (row.get('VAL') or 'EUR').strip().upper() or 'EUR'
+        return currency != 'EUR' and bool(row.get('BEDRVAL'))
+
+    def _open_amount(self, row):
+        """Open amount in the item's currency."""
+        if self._foreign(row) and row.get('SALDOVAL'):
+            saldo = parse_decimal(row['SALDOVAL'])
+        else:
+            saldo = parse_decimal(row.get('SALDO'))
         if saldo is None:
-            saldo = amount - (parse_decimal(row.get('BET')) or 0)
-        if _bool(row.get('VOLDAAN')) or saldo == 0:
+            amount, paid = self._amount(row), self._paid(row)
+            saldo = amount - paid
+        if _bool(row.get('VOLDAAN')):
             saldo = Decimal(0)
+        return saldo
+
+    def _amount(self, row):
+        field = 'BEDRVAL' if self._foreign(row) else 'BEDR'
+        return parse_decimal(row.get(field)) or Decimal(0)
+
+    def _paid(self, row):
+        if self._foreign(row):
+            if row.get('BETVAL'):
+                return parse_decimal(row['BETVAL'])
+            saldo = parse_decimal(row.get('SALDOVAL'))
+            return self._amount(row) - saldo if saldo is not None \
+                else Decimal(0)
+        return parse_decimal(row.get('BET')) or Decimal(0)
+
+    def map_item(self, row):
+        """The item (netted with its linked credit notes) and, when
+        something was paid on it, its cumulative payment."""
+        fact = row.get('FACT', '').strip()
+        if (row.get('CREDITNOTAFACT') or '').strip():
+            return None  # netted into its invoice
+        amount = self._amount(row)
+        credits = sum(self._credits.get(fact, {}).values(), Decimal(0))
+        open_amount = self._open_amount(row) + credits
         invoice_date = parse_date(row.get('DAT'))
         due = parse_date(row.get('DATVERV')) or invoice_date
         if due is None:
-            raise ValueError(f'item {row.get("FACT")!r} has no due date')
-        return OpenItem(
-            external_id=row.get('FACT', '').strip(),
-            debtor=row.get('DEB', '').strip(), number=row.get('FACT'),
-            description=row.get('OMSCHR') or row.get('KENM') or None,
-            invoice_date=invoice_date, due_date=due,
-            currency=row.get('VAL') or None, amount=amount,
-            open_amount=saldo)
-
-    @staticmethod
-    def map_payment(row):
-        paid = parse_decimal(row.get('BET'))
-        if not paid:
-            return None
-        date = (parse_date(row.get('DATLSTBET'))
-                or dt.date.today())
-        fact = row.get('FACT', '').strip()
+            raise ValueError(f'item {fact!r} has no due date')
+        description = row.get('OMSCHR') or row.get('KENM') or None
+        if amount < 0 and 'credit' not in (description or '').lower():
+            description = f'Creditnota / credit note {fact}' + (
+                f': {description}' if description else '')
+        currency = (row.get('VAL') or 'EUR').strip().upper() or 'EUR'
+        item = OpenItem(
+            external_id=fact, debtor=row.get('DEB', '').strip(),
+            number=fact, description=description,
+            invoice_date=invoice_date, due_date=due, currency=currency,
+            amount=amount, open_amount=open_amount)
+        paid = self._paid(row)
+        if not paid or amount < 0:
+            return item
+        date = parse_date(row.get('DATLSTBET')) or dt.date.today()
         # one cumulative payment per item: amount = total paid so far
-        return Payment(external_id=f'{fact}:paid', item=fact, date=date,
-                       amount=paid)
+        return [item, Payment(external_id=f'{fact}:paid', item=fact,
+                              date=date, amount=paid)]

@@ -10,17 +10,27 @@ Settings:
   page_size           $top, at most 500 (default 500)
   timeout, attempts, retry_wait
 
-Streams: ``debtors`` = relaties (those with relatiesoort Klant);
-``open_items`` = verkoopfacturen: a first pass reads ``OpenstaandSaldo ne
-0``, later passes every invoice modified since the cursor, so invoices paid
-since come out with open_amount 0; ``payments`` = derived per invoice from
-factuurBedrag - openstaandSaldo: one cumulative payment record per invoice
-(external id ``<invoice id>:paid``) whose amount is the total paid so far,
-dated on the invoice's modifiedOn. (bankboekingen are not linked to an
-invoice in the public shape, so they cannot say *which* item was paid.)
+Streams: ``debtors`` = relaties (those with relatiesoort Klant), listed
+whole at every sync; ``open_items`` = verkoopfacturen with ``OpenstaandSaldo
+ne 0``, listed whole at every sync (there is no open-items endpoint). Each
+invoice also gives one cumulative payment record (external id
+``<invoice id>:paid``, amount factuurBedrag - openstaandSaldo, dated on its
+modifiedOn): bankboekingen are not linked to an invoice in the public shape,
+so they cannot say *which* item was paid. A negative invoice is a credit
+note; SnelStart does not say which invoice it credits, so it stands alone,
+described as a credit note. SnelStart has no currency field: EUR.
 
-Cursor (JSON): {"since": "<max modifiedOn seen>"} after a pass,
-{"since", "skip", "max"} while a pass is under way.
+Paging: SnelStart offers ``$top``/``$skip`` and documents no order and no
+``$orderby``. Listings come in a stable order of ``id``; the adapter checks
+that order on every page (SourceDataError if it is broken) and pages by
+*anchored offsets*: each request starts ``OVERLAP`` rows before the offset
+where the last id seen should be, and keeps only ids greater than it. Rows
+that moved back (an invoice before them paid or deleted) or forward (one
+added) are found again instead of being skipped; when the window moved past
+the anchor it steps back. The result is keyset paging over an offset API.
+
+Cursor (JSON): {"after": "<last id imported>", "skip": <offset>} while a
+pass is under way; None once it is complete.
 """
 from __future__ import annotations
 
@@ -41,20 +51,6 @@ from .base import Adapter, Page, dump_cursor, load_cursor, register
 log = logging.getLogger(__name__)
 
 MAX_TOP = 500
-
-
-def _modified(value):
-    if not value:
-        return None
-    text = str(value).rstrip('Z')
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _fmt(value: dt.datetime) -> str:
-    return value.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]
 
 
 def _error_text(resp):
@@ -117,6 +113,7 @@ class SnelstartAdapter(Adapter):
         self.http = httpx.Client(timeout=timeout)
         self._token = None
         self._token_expires = 0.0
+        self._landen = None
 
     def close(self):
         self.http.close()
@@ -220,46 +217,85 @@ class SnelstartAdapter(Adapter):
                                   ) from None
             raise
 
-    def _filter(self, stream, since):
-        if since:
-            return f"ModifiedOn gt datetime'{since}'"
-        if stream == 'open_items':
-            return 'OpenstaandSaldo ne 0'
-        return None
+    def order_key(self, external_id):
+        return str(external_id).lower()
 
     def read(self, stream, cursor):
-        path = {'debtors': 'relaties', 'open_items': 'verkoopfacturen',
-                'payments': 'verkoopfacturen'}[stream]
+        path, odata = {'debtors': ('relaties', None),
+                       'open_items': ('verkoopfacturen',
+                                      'OpenstaandSaldo ne 0')}[stream]
         state = load_cursor(cursor)
-        since = state.get('since')
-        skip = int(state.get('skip') or 0)
-        max_seen = _modified(state.get('max')) or _modified(since)
-        odata = self._filter(stream, since)
+        after, skip = state.get('after'), int(state.get('skip') or 0)
+        overlap = max(1, self.page_size // 10)
         while True:
-            params = {'$top': self.page_size, '$skip': skip}
+            start = max(0, skip - overlap) if after else skip
+            params = {'$top': self.page_size, '$skip': start}
             if odata:
                 params['$filter'] = odata
             rows = self.get(path, params)
-            if not isinstance(rows, list):
-                raise SourceDataError(f'SnelStart {path}: expected a list')
-            for row in rows:
-                seen = _modified(row.get('modifiedOn')) if isinstance(
-                    row, dict) else None
-                if seen and (max_seen is None or seen > max_seen):
-                    max_seen = seen
-            max_text = _fmt(max_seen) if max_seen else None
-            if len(rows) >= self.page_size:
-                skip += len(rows)
-                yield Page(rows, dump_cursor(since=since, skip=skip,
-                                             max=max_text), {'skip': skip})
+            if not isinstance(rows, list) or not all(
+                    isinstance(r, dict) and r.get('id') for r in rows):
+                raise SourceDataError(f'SnelStart {path}: expected a list '
+                                      'of records with an id')
+            keys = [self.order_key(r['id']) for r in rows]
+            if keys != sorted(keys):
+                raise SourceDataError(f'SnelStart {path}: listing not in id '
+                                      'order; paging would be unsafe')
+            last = len(rows) < self.page_size
+            anchor = self.order_key(after) if after else None
+            if anchor is not None and start > 0 and (
+                    not keys or keys[0] > anchor):
+                # rows moved back past the window: step back and look again
+                skip = max(0, start - self.page_size)
                 continue
-            yield Page(rows, dump_cursor(since=max_text or since))
-            return
+            new = [r for r, k in zip(rows, keys)
+                   if anchor is None or k > anchor]
+            if not new and not last:
+                skip = start + len(rows)  # rows moved forward
+                continue
+            upto = new[-1]['id'] if new else after
+            skip = start + len(rows) if last else \
+                start + keys.index(self.order_key(upto)) + 1
+            yield Page(new, None if last else dump_cursor(after=upto,
+                                                          skip=skip),
+                       {'skip': start}, after=after, upto=upto, last=last)
+            if last:
+                return
+            after = upto
+
+    def _fetch(self, path, ids):
+        rows = []
+        for external_id in ids:
+            try:
+                rows.append(self.get(f'{path}/{external_id}'))
+            except HubError as exc:
+                if 'HTTP 404' not in str(exc):
+                    raise
+        return [r for r in rows if isinstance(r, dict)]
+
+    def fetch_items(self, ids):
+        return self._fetch('verkoopfacturen', ids)
+
+    def fetch_debtors(self, ids):
+        return self._fetch('relaties', ids)
+
+    def _countries(self):
+        """{land id: two-letter code}: ``landen`` is small and ignores
+        $filter, so it is read once."""
+        if self._landen is None:
+            rows = self.get('landen')
+            self._landen = {}
+            for land in rows if isinstance(rows, list) else []:
+                code = land.get('landcode') or land.get('landcodeISO')
+                if land.get('id') and isinstance(code, str) and \
+                        len(code) == 2:
+                    self._landen[land['id']] = code.upper()
+        return self._landen
 
     # -- mapping -------------------------------------------------------
     def map(self, stream, records):
-        mapper = {'debtors': self.map_debtor, 'open_items': self.map_item,
-                  'payments': self.map_payment}[stream]
+        mapper = {'debtors': self.map_debtor,
+                  'open_items': self.map_item}[stream]
         out = []
         for row in records:
             try:
@@ -267,17 +303,19 @@ class SnelstartAdapter(Adapter):
             except (ValueError, TypeError, KeyError) as exc:
                 log.warning('SnelStart %s row left out: %s', stream, exc)
                 continue
-            if record is not None:
+            if isinstance(record, list):
+                out.extend(record)
+            elif record is not None:
                 out.append(record)
         return out
 
-    @staticmethod
-    def map_debtor(row):
+    def map_debtor(self, row):
         kinds = row.get('relatiesoort') or []
         if kinds and 'Klant' not in kinds:
             return None
         adres = row.get('vestigingsAdres') or row.get(
             'correspondentieAdres') or {}
+        land = (adres.get('land') or {}).get('id')
         business = bool(row.get('kvkNummer') or row.get('btwNummer'))
         return Debtor(
             external_id=str(row['id']),
@@ -288,12 +326,14 @@ class SnelstartAdapter(Adapter):
             street=adres.get('straat') or None,
             postal_code=adres.get('postcode') or None,
             city=adres.get('plaats') or None,
-            country=adres.get('landISOCode') or None,
+            country=self._countries().get(land) if land else None,
             vat_number=row.get('btwNummer') or None,
             coc_number=row.get('kvkNummer') or None)
 
     @staticmethod
     def map_item(row):
+        """The invoice and, when something was paid on it, its cumulative
+        payment."""
         relatie = row.get('relatie') or {}
         invoice_date = parse_date(row.get('factuurDatum'))
         due = parse_date(row.get('vervalDatum')) or invoice_date
@@ -301,23 +341,19 @@ class SnelstartAdapter(Adapter):
             raise ValueError('invoice without due date')
         amount = parse_decimal(row.get('factuurBedrag')) or Decimal(0)
         open_amount = parse_decimal(row.get('openstaandSaldo'))
-        return OpenItem(
-            external_id=str(row['id']), debtor=str(relatie['id']),
-            number=str(row.get('factuurnummer') or ''),
-            description=f'Factuur {row.get("factuurnummer")}',
-            invoice_date=invoice_date, due_date=due, currency='EUR',
-            amount=amount,
-            open_amount=open_amount if open_amount is not None else amount)
-
-    @staticmethod
-    def map_payment(row):
-        amount = parse_decimal(row.get('factuurBedrag')) or Decimal(0)
-        open_amount = parse_decimal(row.get('openstaandSaldo'))
         if open_amount is None:
-            return None
+            open_amount = amount
+        number = str(row.get('factuurnummer') or '')
+        description = (f'Creditnota / credit note {number}' if amount < 0
+                       else f'Factuur {number}')
+        item = OpenItem(
+            external_id=str(row['id']), debtor=str(relatie['id']),
+            number=number, description=description,
+            invoice_date=invoice_date, due_date=due, currency='EUR',
+            amount=amount, open_amount=open_amount)
         paid = amount - open_amount
-        if paid == 0:
-            return None
+        if amount <= 0 or paid == 0:
+            return item
         date = parse_date(row.get('modifiedOn')) or dt.date.today()
-        return Payment(external_id=f'{row["id"]}:paid', item=str(row['id']),
-                       date=date, amount=paid)
+        return [item, Payment(external_id=f'{row["id"]}:paid',
+                              item=str(row['id']), date=date, amount=paid)]

@@ -15,6 +15,7 @@ count, op, retry_after, seconds), ``reset_failures``, ``expire_sessions``,
 """
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import os
@@ -40,9 +41,12 @@ DEB_FIELDS = ('NR', 'ZKSL', 'NAAM', 'NAAM2', 'ADRES', 'POSTCD', 'PLAATS',
               'LAND', 'EMAIL', 'TEL', 'BTWNR', 'KVKNR', 'BETCOND', 'KRLIM',
               'SALDO', 'BLOK', 'DATLSTBET')
 DEBOPP_FIELDS = ('DEB', 'FACT', 'DAT', 'DATVERV', 'BEDR', 'BEDRBTW', 'BET',
-                 'SALDO', 'VAL', 'BEDRVAL', 'SALDOVAL', 'KENM', 'OMSCHR',
-                 'AANM', 'DATLSTAANM', 'DATLSTBET', 'BETWIST', 'VOLDAAN',
-                 'UITHANDEN')
+                 'SALDO', 'VAL', 'BEDRVAL', 'SALDOVAL', 'BETVAL', 'KENM',
+                 'OMSCHR', 'AANM', 'DATLSTAANM', 'DATLSTBET', 'BETWIST',
+                 'VOLDAAN', 'UITHANDEN', 'CREDITNOTADEB', 'CREDITNOTAFACT')
+#: EUR per unit of the foreign currencies the simulator books
+RATES = {'EUR': Decimal(1), 'USD': Decimal('0.926'), 'GBP': Decimal('1.17')}
+CENT = Decimal('0.01')
 MSG_PARTNER = 'Ongeldige PartnerKey.'
 MSG_ENV = 'Omgevingscode onbekend of app niet geactiveerd in MUIS Apps.'
 MSG_SESSION = 'Sessie is verlopen of ongeldig. Log opnieuw in.'
@@ -89,6 +93,12 @@ class ImuisSimulator(BaseSimulator):
         self.debtors: dict[str, dict] = {}
         self.items: dict[str, dict] = {}
         self.logins = 0
+        # sorted, filtered listings, valid while _version is unchanged:
+        # paging through 100k items must not sort them for every page
+        self._version = 0
+        self._listings: dict = {}
+        self._fragments: dict = {}
+        self._fragments_version = -1
         self._seed(int(debtors), int(items), seed)
 
     # -- data ----------------------------------------------------------
@@ -123,79 +133,159 @@ class ImuisSimulator(BaseSimulator):
                            today - dt.timedelta(days=rng.randrange(20, 300)),
                            mutdate=today - dt.timedelta(
                                days=rng.randrange(5, 20)),
-                           number=n + 1)
-        for n, item in enumerate(self.items.values()):
+                           number=n + 1,
+                           currency='USD' if n % 10 == 7 else 'EUR')
+        for n, item in enumerate(list(self.items.values())):
             if n % 7 == 3:  # partly paid
-                item['BET'] = (item['BEDR'] / 2).quantize(Decimal('0.01'))
+                self._pay(item, (item['BEDRVAL'] / 2).quantize(CENT))
             elif n % 11 == 5:  # paid in full before the first sync
-                item['BET'] = item['BEDR']
-            else:
-                continue
-            item['SALDO'] = item['BEDR'] - item['BET']
-            item['_DATLSTBET'] = item['_MUTDATE']
+                self._pay(item, item['SALDOVAL'])
+            elif n % 13 == 6:  # a credit note booked against it
+                self._credit(item, (item['SALDOVAL'] / 4).quantize(CENT))
+            elif n % 17 == 9:  # a credit note on nothing in particular
+                self._credit(item, Decimal('12.10'), linked=False)
+            item['_MUTDATE'] = today - dt.timedelta(days=rng.randrange(5, 20))
         self._recompute()
 
     def _new_item(self, deb, amount, invoice_date, mutdate=None,
-                  number=None, description=None):
+                  number=None, description=None, currency='EUR',
+                  credit_for=None):
         number = number or len(self.items) + 1
         fact = f'2026{number:05d}'
         while fact in self.items:
             number += 1
             fact = f'2026{number:05d}'
-        amount = Decimal(amount).quantize(Decimal('0.01'))
+        amount = Decimal(amount).quantize(CENT)
         self.items[fact] = {
             'DEB': deb, 'FACT': fact, '_DAT': invoice_date,
             '_DATVERV': invoice_date + dt.timedelta(days=30),
-            'BEDR': amount, 'BEDRBTW': (amount * 21 / 121).quantize(
-                Decimal('0.01')), 'BET': Decimal('0.00'), 'SALDO': amount,
-            'VAL': 'EUR', 'KENM': f'REF{fact}',
+            'BEDRVAL': amount, 'BETVAL': Decimal('0.00'),
+            'SALDOVAL': amount, 'VAL': currency, 'KENM': f'REF{fact}',
             'OMSCHR': description or f'Factuur {fact}', 'AANM': '0',
             'DATLSTAANM': '', '_DATLSTBET': None, 'BETWIST': 'false',
             'UITHANDEN': 'false', '_MUTDATE': mutdate or self._today(),
+            'CREDITNOTADEB': deb if credit_for else '',
+            'CREDITNOTAFACT': credit_for or '',
         }
+        self._version += 1
         return fact
+
+    @staticmethod
+    def _eur(item, field):
+        return (item[field] * RATES[item['VAL']]).quantize(CENT)
+
+    def _pay(self, item, amount):
+        item['BETVAL'] += amount
+        item['SALDOVAL'] -= amount
+        item['_DATLSTBET'] = item['_MUTDATE'] = self._today()
+        self._version += 1
+
+    def _credit(self, item, amount, linked=True):
+        """Book a credit note of ``amount`` (positive) for ``item``'s debtor,
+        linked to the item (CREDITNOTAFACT) or not."""
+        return self._new_item(
+            item['DEB'], -amount, self._today(),
+            description=f'Creditnota op {item["FACT"]}' if linked
+            else 'Creditnota', currency=item['VAL'],
+            credit_for=item['FACT'] if linked else None)
 
     def _recompute(self):
         totals: dict[str, Decimal] = {}
         for item in self.items.values():
-            totals[item['DEB']] = totals.get(item['DEB'], 0) + item['SALDO']
+            totals[item['DEB']] = totals.get(item['DEB'], 0) + self._eur(
+                item, 'SALDOVAL')
         for nr, deb in self.debtors.items():
-            deb['SALDO'] = str(Decimal(totals.get(nr, 0)).quantize(
-                Decimal('0.01')))
+            deb['SALDO'] = str(Decimal(totals.get(nr, 0)).quantize(CENT))
 
-    def _row(self, table, rec, index):
+    def _row(self, table, rec):
         if table == 'DEB':
             return {k: v for k, v in rec.items() if not k.startswith('_')}
-        row = {k: v for k, v in rec.items() if not k.startswith('_')}
+        row = {k: str(v) for k, v in rec.items() if not k.startswith('_')}
         # both date styles appear in real replies
-        row['DAT'] = _d(rec['_DAT'], index % 2)
-        row['DATVERV'] = _d(rec['_DATVERV'], (index + 1) % 2)
+        style = int(rec['FACT'][-1]) if rec['FACT'][-1:].isdigit() else 0
+        row['DAT'] = _d(rec['_DAT'], style % 2)
+        row['DATVERV'] = _d(rec['_DATVERV'], (style + 1) % 2)
         row['DATLSTBET'] = (_d(rec['_DATLSTBET'], 0)
                             if rec['_DATLSTBET'] else '')
-        row['VOLDAAN'] = 'true' if rec['SALDO'] == 0 else 'false'
-        row['BEDRVAL'] = rec['BEDR']
-        row['SALDOVAL'] = rec['SALDO']
-        return {k: str(v) for k, v in row.items()}
+        # BEDR, SALDO, BET in euros; the *VAL fields in the item's currency
+        for field in ('BEDR', 'SALDO', 'BET'):
+            row[field] = str(self._eur(rec, field + 'VAL'))
+        row['BEDRBTW'] = str((self._eur(rec, 'BEDRVAL') * 21 / 121)
+                             .quantize(CENT))
+        row['VOLDAAN'] = 'true' if rec['SALDOVAL'] == 0 else 'false'
+        return row
+
+    # -- what a synced ERP must show -----------------------------------
+    def open_view(self):
+        """{FACT: (open amount, currency)} as the ERP must show it: a
+        credit note linked to an invoice is netted into the invoice."""
+        with self.lock:
+            net = {}
+            for fact, item in self.items.items():
+                target = item['CREDITNOTAFACT']
+                if target and target in self.items:
+                    continue
+                net[fact] = item['SALDOVAL']
+            for item in self.items.values():
+                target = item['CREDITNOTAFACT']
+                if target and target in net:
+                    net[target] += item['SALDOVAL']
+            return {f: (str(v), self.items[f]['VAL'])
+                    for f, v in net.items() if v != 0}
+
+    def open_items(self):
+        """{FACT: open amount} of open_view (netted, item currency)."""
+        return {f: v for f, (v, _) in self.open_view().items()}
 
     # -- control -------------------------------------------------------
     def pay(self, fact, amount=None):
         with self.lock:
             item = self.items[fact]
-            amount = item['SALDO'] if amount is None else Decimal(str(amount))
-            item['BET'] += amount
-            item['SALDO'] -= amount
-            item['_DATLSTBET'] = self._today()
-            item['_MUTDATE'] = self._today()
+            amount = item['SALDOVAL'] if amount is None else \
+                Decimal(str(amount))
+            self._pay(item, amount)
             self._recompute()
-            return {'FACT': fact, 'SALDO': str(item['SALDO'])}
+            return {'FACT': fact, 'SALDO': str(item['SALDOVAL'])}
 
-    def add_item(self, deb, amount, description=None, invoice_date=None):
+    def add_item(self, deb, amount, description=None, invoice_date=None,
+                 currency='EUR'):
         with self.lock:
             date = _parse_date(invoice_date) if invoice_date else \
                 self._today()
             fact = self._new_item(deb, Decimal(str(amount)), date,
-                                  description=description)
+                                  description=description,
+                                  currency=currency)
             self._recompute()
+            return {'FACT': fact}
+
+    def credit(self, fact, amount=None, linked=True):
+        """A credit note for invoice ``fact`` (default: its open amount)."""
+        with self.lock:
+            item = self.items[fact]
+            amount = item['SALDOVAL'] if amount is None else \
+                Decimal(str(amount))
+            new = self._credit(item, amount, linked)
+            self._recompute()
+            return {'FACT': new}
+
+    def delete_item(self, fact):
+        with self.lock:
+            del self.items[fact]
+            for item in self.items.values():  # its credit notes stand alone
+                if item['CREDITNOTAFACT'] == fact:
+                    item['CREDITNOTAFACT'] = item['CREDITNOTADEB'] = ''
+            self._version += 1
+            self._recompute()
+            return {'FACT': fact}
+
+    def change_item(self, fact, days=7, description=None):
+        """Move the due date and change the description (and MUTDATE)."""
+        with self.lock:
+            item = self.items[fact]
+            item['_DATVERV'] += dt.timedelta(days=int(days))
+            item['OMSCHR'] = description or f'{item["OMSCHR"]} (gewijzigd)'
+            item['_MUTDATE'] = self._today()
+            self._version += 1
             return {'FACT': fact}
 
     def modify_debtor(self, nr, **fields):
@@ -206,6 +296,7 @@ class ImuisSimulator(BaseSimulator):
                     raise KeyError(f'unknown DEB field {key}')
                 deb[key] = str(value)
             deb['_MUTDATE'] = self._today()
+            self._version += 1
             return {'NR': nr}
 
     def add_debtor(self, **fields):
@@ -214,32 +305,60 @@ class ImuisSimulator(BaseSimulator):
             deb = {k: '' for k in DEB_FIELDS}
             deb.update({k: str(v) for k, v in fields.items()
                         if k in DEB_FIELDS})
-            deb.update(NR=nr, SALDO='0.00', _MUTDATE=self._today())
+            deb.update(NR=nr, NAAM=deb['NAAM'] or f'Nieuw {nr}',
+                       SALDO='0.00', _MUTDATE=self._today())
             self.debtors[nr] = deb
+            self._version += 1
             return {'NR': nr}
+
+    def random_change(self, rng, kind):
+        """One change of ``kind`` (add, pay, credit, change, delete) chosen
+        with ``rng``; returns the FACTs of the items it touched."""
+        with self.lock:
+            # (in insertion order: deterministic, and no sort of 100k rows)
+            facts = [f for f, i in self.items.items()
+                     if i['SALDOVAL'] > 0 and not i['CREDITNOTAFACT']]
+            if kind == 'add' or not facts:
+                deb = (self.add_debtor()['NR'] if rng.random() < 0.3
+                       else rng.choice(list(self.debtors)))
+                return [self.add_item(
+                    deb, Decimal(rng.randrange(1000, 90000)) / 100,
+                    currency=rng.choice(['EUR', 'EUR', 'USD']))['FACT']]
+            fact = rng.choice(facts)
+            saldo = self.items[fact]['SALDOVAL']
+            if kind == 'pay':
+                self.pay(fact, rng.choice([None, (saldo / 3).quantize(CENT)]))
+            elif kind == 'credit':
+                return [fact, self.credit(fact, (saldo / 2).quantize(CENT),
+                                          rng.random() < 0.7)['FACT']]
+            elif kind == 'change':
+                self.change_item(fact, rng.randrange(1, 30))
+            else:
+                linked = [f for f, i in self.items.items()
+                          if i['CREDITNOTAFACT'] == fact]
+                self.delete_item(fact)
+                return [fact] + linked
+            return [fact]
 
     def expire_sessions(self):
         with self.lock:
             self.sessions.clear()
         return {'ok': True}
 
-    def open_items(self):
-        """{FACT: SALDO string} of every item not fully paid."""
-        with self.lock:
-            return {f: str(i['SALDO']) for f, i in self.items.items()
-                    if i['SALDO'] != 0}
-
     def state(self):
         with self.lock:
             return {'debtors': sorted(self.debtors),
                     'open_items': self.open_items(),
-                    'paid': {f: str(i['BET']) for f, i in self.items.items()
-                             if i['BET']}}
+                    'paid': {f: str(i['BETVAL'])
+                             for f, i in self.items.items() if i['BETVAL']}}
 
     control_pay = pay
     control_add_item = add_item
     control_add_debtor = add_debtor
     control_expire_sessions = expire_sessions
+    control_credit = credit
+    control_delete_item = delete_item
+    control_change_item = change_item
 
     def control_modify_debtor(self, nr, **fields):
         return self.modify_debtor(nr, **fields)
@@ -402,6 +521,7 @@ class ImuisSimulator(BaseSimulator):
         if mode == 'billion_laughs':
             return [('GetStamtabelRecordsResult', True),
                     ('Records', LAUGHS_RECORDS)]
+        self.tick()
         try:
             records = self.select(params.get('Selectie') or '',
                                   long_strings=mode == 'long_strings')
@@ -450,30 +570,84 @@ class ImuisSimulator(BaseSimulator):
         except ValueError:
             raise ValueError('PAGESIZE/SELECTPAGE ongeldig.') from None
         orderby = get('ORDERBY') or fields_all[0]
+        where = list(zip(wf, wo, wv))
+        # "ORDERBY field > value" is keyset paging: compared as text, the
+        # order of the listing
+        keyset = [v for f, o, v in where if f == orderby and o.strip() == '>']
+        others = tuple((f, o, v) for f, o, v in where
+                       if not (f == orderby and o.strip() == '>'))
+        key_field = 'FACT' if table == 'DEBOPP' else 'NR'
+        wanted = [v for f, o, v in others if f == key_field and o == '=']
         with self.lock:
-            rows = []
-            for index, rec in enumerate(sorted(
-                    source.values(),
-                    key=lambda r: str(r.get(orderby, r.get('_' + orderby))))):
-                if since_date and rec['_MUTDATE'] < since_date:
-                    continue
-                row = self._row(table, rec, index)
-                if not all(self._match(row.get(f), o, v)
-                           for f, o, v in zip(wf, wo, wv)):
-                    continue
-                rows.append(row)
-        rows = rows[(page - 1) * size: page * size] if size > 0 else rows
-        out = ['<NewDataSet>']
-        for row in rows:
-            out.append(f'<{table}>')
-            for f in fields:
-                value = row.get(f, '')
-                if long_strings and f in ('NAAM', 'OMSCHR', 'ADRES'):
-                    value = 'A' * 100_000
-                out.append(f'<{f}>{escape(str(value))}</{f}>')
-            out.append(f'</{table}>')
+            if wanted:  # one record by its key: no listing of the table
+                source = {k: source[k] for k in wanted[:1] if k in source}
+                keys, listing = self._listing(table, source, orderby,
+                                              others, since_date, False)
+            else:
+                keys, listing = self._listing(table, source, orderby, others,
+                                              since_date)
+            start = bisect.bisect_right(keys, max(keyset)) if keyset else 0
+            if size > 0:
+                total_pages = max(1, -(-(len(keys) - start) // size))
+                chosen = listing[start + (page - 1) * size:
+                                 start + page * size]
+            else:
+                total_pages, chosen = 1, listing[start:]
+            out = ['<NewDataSet><METADATA>'
+                   f'<TOTALPAGES>{total_pages}</TOTALPAGES></METADATA>']
+            out += [self._data(table, rec, tuple(fields), long_strings)
+                    for rec in chosen]
         out.append('</NewDataSet>')
         return ''.join(out)
+
+    def _data(self, table, rec, fields, long_strings=False):
+        """One <DATA> row, rendered once per version of the data: a page
+        of 1000 rows must not format 19,000 fields again."""
+        cache_key = (table, fields, id(rec))
+        if not long_strings and self._fragments_version == self._version:
+            found = self._fragments.get(cache_key)
+            if found is not None:
+                return found
+        elif self._fragments_version != self._version:
+            self._fragments, self._fragments_version = {}, self._version
+        row = self._row(table, rec)
+        out = ['<DATA>']
+        for f in fields:
+            value = row.get(f, '')
+            if long_strings and f in ('NAAM', 'OMSCHR', 'ADRES'):
+                value = 'A' * 100_000
+            out.append(f'<{f}>{escape(str(value))}</{f}>')
+        out.append('</DATA>')
+        text = ''.join(out)
+        if not long_strings:
+            self._fragments[cache_key] = text
+        return text
+
+    def _listing(self, table, source, orderby, where, since_date,
+                 cache=True):
+        """(sort keys, records) of a table filtered and in ORDERBY order,
+        kept until the data changes."""
+        cache_key = (table, orderby, where, since_date, self._version)
+        found = self._listings.get(cache_key) if cache else None
+        if found is None:
+            self._listings = {k: v for k, v in self._listings.items()
+                              if k[-1] == self._version}
+            chosen = []
+            for rec in source.values():
+                if since_date and rec['_MUTDATE'] < since_date:
+                    continue
+                if where:
+                    row = self._row(table, rec)
+                    if not all(self._match(row.get(f), o, v)
+                               for f, o, v in where):
+                        continue
+                chosen.append((str(rec.get(orderby, rec.get(
+                    '_' + orderby))), rec))
+            chosen.sort(key=lambda pair: pair[0])
+            found = ([k for k, _ in chosen], [r for _, r in chosen])
+            if cache:
+                self._listings[cache_key] = found
+        return found
 
     @staticmethod
     def _match(value, op, target):

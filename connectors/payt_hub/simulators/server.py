@@ -57,6 +57,10 @@ class BaseSimulator:
         self.requests: list[str] = []
         self._server = None
         self._thread = None
+        #: seeded schedule of changes: [(at data request n, kind, seed)]
+        self.schedule: list[tuple[int, str, int]] = []
+        self.data_requests = 0
+        self.changes: list[tuple[str, object]] = []
 
     # -- failures ------------------------------------------------------
     def fail(self, mode, count=1, op=None, **options):
@@ -77,6 +81,33 @@ class BaseSimulator:
                     self.failures.remove(failure)
                 return failure
         return None
+
+    def tick(self):
+        """Count one data request and apply the scheduled changes that are
+        due: the package changes while a sync pages through it."""
+        import random
+        with self.lock:
+            self.data_requests += 1
+            due = [c for c in self.schedule if c[0] <= self.data_requests]
+            self.schedule = [c for c in self.schedule
+                             if c[0] > self.data_requests]
+            for _, kind, seed in due:
+                if kind == 'outage':  # the source goes down until reset
+                    self.fail('500', count=10**6)
+                    continue
+                self.changes.append((kind, self.random_change(
+                    random.Random(seed), kind)))
+
+    def random_change(self, rng, kind):
+        """Apply one change of ``kind`` (add, pay, credit, change, delete);
+        return the ids of the open items it touched."""
+        raise NotImplementedError
+
+    def control_schedule(self, changes):
+        """[[at, kind, seed], ...]: changes applied at those requests."""
+        with self.lock:
+            self.schedule += [(int(a), str(k), int(s)) for a, k, s in changes]
+        return {'scheduled': len(self.schedule)}
 
     @staticmethod
     def sleep_if_timeout(failure):

@@ -2,7 +2,11 @@
 
 Routes: ``POST /b2b/token`` (form grant_type=clientkey&clientkey=...),
 ``GET /v2/relaties``, ``/v2/relaties/{id}``, ``/v2/verkoopfacturen``,
-``/v2/verkoopfacturen/{id}``, ``/v2/bankboekingen``. Every /v2 call needs
+``/v2/verkoopfacturen/{id}``, ``/v2/bankboekingen``, ``/v2/landen``.
+Listings come in a stable order of ``id`` (the API documents no order and
+no ``$orderby``; the adapter checks the order it relies on). A relatie's
+address names its country as ``land {id, uri}``, a ``landen`` record
+(``id, naam, landcode, landcodeISO, uri``). Every /v2 call needs
 ``Authorization: Bearer`` and ``Ocp-Apim-Subscription-Key``. OData:
 ``$filter`` (``ModifiedOn gt datetime'...'``, ``OpenstaandSaldo ne 0``,
 joined with ``and``; property names case-sensitive; anything else is
@@ -13,7 +17,9 @@ Control API (POST JSON /_control/<action>): ``fail`` (mode: 500, 429,
 timeout, malformed, long_strings, expire_token; count, op, retry_after,
 seconds, key=primary|secondary), ``reset_failures``, ``pay`` {id or
 factuurnummer, amount?}, ``add_invoice`` {relatie_id, amount},
-``modify_relatie`` {id, naam?, email?}, ``expire_tokens``, ``state``.
+``modify_relatie`` {id, naam?, email?}, ``credit`` {id, amount?},
+``delete_invoice`` {id}, ``change_invoice`` {id, days?}, ``schedule``
+{changes: [[at, kind, seed], ...]}, ``expire_tokens``, ``state``.
 """
 from __future__ import annotations
 
@@ -35,6 +41,12 @@ SECONDARY_KEY = 'sim-subscription-secondary'
 ODATA_ERROR = [{'errorCode': 'ALG-0104', 'message': 'Ongeldig OData filter'}]
 _NAMES = ['Jansen', 'de Vries', 'Bakker', 'Visser', 'Smit', 'Meijer',
           'de Boer', 'Mulder', 'de Groot', 'Bos', 'Vos', 'Peters']
+LANDEN = [{'id': str(uuid.UUID(int=n, version=4)), 'naam': naam,
+           'landcode': code, 'landcodeISO': iso,
+           'uri': f'/landen/{uuid.UUID(int=n, version=4)}'}
+          for n, (naam, code, iso) in enumerate(
+              [('Nederland', 'NL', 'NLD'), ('België', 'BE', 'BEL'),
+               ('Duitsland', 'DE', 'DEU')], start=1)]
 _FILTER = re.compile(
     r"^(ModifiedOn) gt datetime'([0-9T:.\-]+)'$|^(OpenstaandSaldo) ne 0$")
 
@@ -84,11 +96,7 @@ class SnelstartSimulator(BaseSimulator):
             self.relaties[rid] = {
                 'id': rid, 'relatiecode': 1001 + n,
                 'relatiesoort': ['Klant'], 'naam': name,
-                'vestigingsAdres': {'contactpersoon': None,
-                                    'straat': f'Kerkstraat {n + 1}',
-                                    'postcode': '1012 AB',
-                                    'plaats': 'Amsterdam',
-                                    'landISOCode': 'NL'},
+                'vestigingsAdres': self._adres(n, LANDEN[n % 7 == 6]),
                 'correspondentieAdres': None,
                 'email': f'klant{1001 + n}@example.nl',
                 'telefoon': '+31201234567',
@@ -115,6 +123,14 @@ class SnelstartSimulator(BaseSimulator):
                     Decimal('0.01'))
             elif n % 11 == 5:  # paid in full before the first sync
                 f['openstaandSaldo'] = Decimal('0.00')
+            elif n % 17 == 9:  # a credit note (negative invoice)
+                f['factuurBedrag'] = f['openstaandSaldo'] = -Decimal('60.50')
+
+    @staticmethod
+    def _adres(n, land):
+        return {'contactpersoon': None, 'straat': f'Kerkstraat {n + 1}',
+                'postcode': '1012 AB', 'plaats': 'Amsterdam',
+                'land': {'id': land['id'], 'uri': land['uri']}}
 
     def _new_invoice(self, relatie_id, amount, date, modified=None):
         fid = self._uuid()
@@ -179,11 +195,84 @@ class SnelstartSimulator(BaseSimulator):
             self.tokens.clear()
         return {'ok': True}
 
-    def open_items(self):
+    def credit(self, id, amount=None):
+        """A credit note (a negative invoice; SnelStart does not say which
+        invoice it credits) for the relatie of invoice ``id``."""
         with self.lock:
-            return {f['id']: str(f['openstaandSaldo'])
+            time.sleep(0.002)
+            f = self.facturen[id]
+            amount = f['openstaandSaldo'] if amount is None else \
+                Decimal(str(amount))
+            return {'id': self._new_invoice(f['relatie']['id'], -amount,
+                                            dt.date.today())}
+
+    def delete_invoice(self, id):
+        with self.lock:
+            del self.facturen[id]
+            self._version += 1
+            return {'id': id}
+
+    def change_invoice(self, id, days=7):
+        with self.lock:
+            time.sleep(0.002)
+            f = self.facturen[id]
+            due = dt.date.fromisoformat(f['vervalDatum'][:10]) + \
+                dt.timedelta(days=int(days))
+            f['vervalDatum'] = f'{due.isoformat()}T00:00:00'
+            f['modifiedOn'] = _now()
+            self._version += 1
+            return {'id': id}
+
+    def add_relatie(self):
+        with self.lock:
+            rid = self._uuid()
+            n = len(self.relaties)
+            self.relaties[rid] = {
+                'id': rid, 'relatiecode': 1001 + n,
+                'relatiesoort': ['Klant'], 'naam': f'Nieuwe klant {n}',
+                'vestigingsAdres': self._adres(n, LANDEN[0]),
+                'correspondentieAdres': None, 'email': None,
+                'telefoon': None, 'btwNummer': None, 'kvkNummer': None,
+                'krediettermijn': 30, 'kredietLimiet': Decimal('0.00'),
+                'iban': None, 'nonactief': False, 'modifiedOn': _now()}
+            self._version += 1
+            return {'id': rid}
+
+    def random_change(self, rng, kind):
+        """One change of ``kind`` (add, pay, credit, change, delete) chosen
+        with ``rng``; returns the ids of the invoices it touched."""
+        with self.lock:
+            # (in insertion order: deterministic, and no sort of 100k rows)
+            ids = [i for i, f in self.facturen.items()
+                   if f['openstaandSaldo'] > 0]
+            if kind == 'add' or not ids:
+                relatie = (self.add_relatie()['id'] if rng.random() < 0.3
+                           else rng.choice(list(self.relaties)))
+                return [self.add_invoice(relatie, Decimal(
+                    rng.randrange(1000, 90000)) / 100)['id']]
+            fid = rng.choice(ids)
+            saldo = self.facturen[fid]['openstaandSaldo']
+            if kind == 'pay':
+                self.pay(id=fid, amount=rng.choice(
+                    [None, (saldo / 3).quantize(Decimal('0.01'))]))
+            elif kind == 'credit':
+                return [self.credit(fid, (saldo / 2).quantize(
+                    Decimal('0.01')))['id']]
+            elif kind == 'change':
+                self.change_invoice(fid, rng.randrange(1, 30))
+            else:
+                self.delete_invoice(fid)
+            return [fid]
+
+    def open_view(self):
+        """{id: (open amount, currency)} as the ERP must show it."""
+        with self.lock:
+            return {f['id']: (str(f['openstaandSaldo']), 'EUR')
                     for f in self.facturen.values()
                     if f['openstaandSaldo'] != 0}
+
+    def open_items(self):
+        return {k: v for k, (v, _) in self.open_view().items()}
 
     def state(self):
         return {'debtors': sorted(self.relaties),
@@ -192,6 +281,9 @@ class SnelstartSimulator(BaseSimulator):
     control_pay = pay
     control_add_invoice = add_invoice
     control_expire_tokens = expire_tokens
+    control_credit = credit
+    control_delete_invoice = delete_invoice
+    control_change_invoice = change_invoice
 
     def control_modify_relatie(self, id, **fields):
         return self.modify_relatie(id, **fields)
@@ -252,7 +344,8 @@ class SnelstartSimulator(BaseSimulator):
                          keep_blank_values=True)
         parts = path[len('/v2/'):].strip('/').split('/')
         source = {'relaties': self.relaties, 'verkoopfacturen':
-                  self.facturen, 'bankboekingen': {}}.get(parts[0])
+                  self.facturen, 'bankboekingen': {},
+                  'landen': {l['id']: l for l in LANDEN}}.get(parts[0])
         if source is None:
             return json_response(start_response, '404 Not Found',
                                  {'Message': 'Resource not found'})
@@ -272,14 +365,16 @@ class SnelstartSimulator(BaseSimulator):
         except ValueError:
             return json_response(start_response, '400 Bad Request',
                                  ODATA_ERROR)
+        if parts[0] == 'landen':  # ignores $filter, $top, $skip
+            return self._send(start_response, LANDEN, None)
+        self.tick()
         with self.lock:
             key = (parts[0], filter_text, self._version)
             if key not in self._listings:
                 self._listings = {k: v for k, v in self._listings.items()
                     if k[2] == self._version}
                 self._listings[key] = [r for r in sorted(
-                        source.values(),
-                        key=lambda r: (r['modifiedOn'], r['id']))
+                        source.values(), key=lambda r: r['id'])
                     if all(p(r) for p in predicates)]
             rows = [dict(r) for r in self._listings[key][skip: skip + top]]
         if mode == 'long_strings':
