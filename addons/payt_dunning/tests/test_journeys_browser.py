@@ -106,14 +106,26 @@ class JourneyBrowser(SaoBrowser):
             time.sleep(0.2)
         return value
 
-    def dismiss_modified(self):
+    def open_administration(self, administration):
+        """The administration's form. It opens believing itself modified,
+        its "Portal Link Valid (days)" invalid (seen in sao, not in the
+        database; the portal's field, left to its owner): Reload/Undo
+        first, as a person learns to."""
+        tab = self.open_record('payt.administration', administration)
+        self.dismiss_modified()
+        self.click(tab.locator('button#reload:visible').first)
+        self.dismiss_modified()
+        time.sleep(1)
+        return tab
+
+    def dismiss_modified(self, timeout=3000):
         """The consultant's step and administration forms believe
         themselves modified (noticed, left to the forms' owners): sao asks
         to save; not saving is what the consultant wants."""
         modified = self.page.locator('.modal-dialog:visible',
             has_text="has been modified")
         try:
-            modified.wait_for(timeout=3000)
+            modified.wait_for(timeout=timeout)
         except PlaywrightTimeout:
             return
         self.click(modified.locator('button', has_text="No"))
@@ -134,6 +146,7 @@ class JourneyBrowser(SaoBrowser):
     def button(self, text, scope=None):
         self.click((scope or self.tab()).locator(
                 'button:visible', has_text=text).first)
+        self.dismiss_modified(timeout=1000)
 
     def action(self, name):
         "The form's Action menu (the keywords form_action)."
@@ -160,12 +173,19 @@ class JourneyBrowser(SaoBrowser):
             "() => !Array.from(document.querySelectorAll('.modal-dialog'))"
             ".some(e => e.offsetParent)")
 
-    def fill_field(self, scope, name, value):
-        "Type in the input of a field, found by the field's name."
+    def fill_field(self, scope, name, value, loaded=False):
+        """Type in the input of a field, found by the field's name; loaded:
+        once it shows the record's value."""
         # Sao keeps a hidden twin of some inputs: the visible one.
         # Sao swaps a number's text and number inputs on focus: the one
         # shown gets the focus, its text selected, then the keys.
         scope.locator('[name="%s"]' % name).first.wait_for(state='attached')
+        if loaded:
+            scope.evaluate("""(scope, name) => new Promise(resolve => {
+                const check = () => Array.from(scope.querySelectorAll(
+                        '[name="' + name + '"]')).some(e => e.value)
+                    ? resolve() : setTimeout(check, 100);
+                check(); })""", name)
         scope.evaluate("""(scope, name) => {
             const input = Array.from(scope.querySelectorAll(
                     '[name="' + name + '"]')).find(e => e.offsetParent);
@@ -239,7 +259,6 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         box = amount_cell.bounding_box()
         self.assertLess(box['x'] + box['width'], SIZE['width'],
             "amount visible without scrolling")
-        self.shot('dashboard')
 
         # The unread message: resolved, hence read.
         message, = self.ids('payt.message', [
@@ -262,7 +281,6 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.click(tab.locator('.nav-tabs a', has_text="Timeline"))
         tab.locator('tr', has_text="Step reached").first.wait_for()
         self.assertIn(STEP, tab.inner_text())
-        self.shot('item-timeline')
 
         # Paused with a reason and an end date, then resumed.
         end = datetime.date.today() + datetime.timedelta(days=10)
@@ -275,7 +293,8 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         pauses = self.read('payt.pause', self.ids('payt.pause', [
                     ('item', '=', item), ('state', '=', 'active')]),
             ['end_date', 'reason'])
-        self.assertEqual([p['reason'] for p in pauses], ["Debiteur belt terug"])
+        self.assertEqual(
+            [p['reason'] for p in pauses], ["Debiteur belt terug"])
         self.assertEqual(pauses[0]['end_date']['year'], end.year)
         self.button("Resume")
         tab.locator('button:visible', has_text="Pause").first.wait_for()
@@ -283,8 +302,10 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
 
         # A payment plan from the invoice, 4 terms.
         self.plan_from('payt.item', item, terms=4)
-        plan_items = self.ids('payt.plan.line', [('item', '=', item)])
-        self.assertEqual(len(plan_items), 1)
+        line, = self.read('payt.plan.line', self.ids('payt.plan.line', [
+                    ('item', '=', item)]), ['plan'])
+        self.assertEqual(len(self.ids('payt.plan.term', [
+                        ('plan', '=', line['plan'])])), 4)
 
         # A debtor: a plan over its invoices, another one stopped.
         debtors = self.debtors_with_items(administration, 3)
@@ -300,18 +321,22 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.dialog().locator('textarea').fill("Faillissement")
         self.wizard_ok("OK")
         tab.locator('button:visible', has_text="Resume").wait_for()
-        self.assertStored('payt.debtor', debtors[1], 'follow_up', 'stopped')
+        self.assertStored(
+            'payt.debtor', debtors[1], 'follow_up', 'stopped')
 
         # The whole administration on holiday, and back.
-        tab = self.open_record('payt.administration', administration)
+        tab = self.open_administration(administration)
         self.button("Pause")
         self.dialog().locator('textarea').fill("Vakantie")
         self.wizard_ok("OK")
         tab.locator('button:visible', has_text="Resume").wait_for()
-        self.assertStored('payt.administration', administration, 'follow_up', 'paused')
+        self.assertStored('payt.administration', administration,
+            'follow_up', 'paused')
+        tab = self.open_administration(administration)
         self.button("Resume")
         tab.locator('button:visible', has_text="Pause").first.wait_for()
-        self.assertStored('payt.administration', administration, 'follow_up', 'active')
+        self.assertStored('payt.administration', administration,
+            'follow_up', 'active')
 
         # A case: a plan, and on another its costs waived with a reason.
         cases = self.ids('payt.case', [
@@ -351,6 +376,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.menu(PAYT, "Online Payments")
         self.tab().locator('.nav-tabs a', has_text="All").wait_for()
         self.report("1 back office")
+        take_screenshots(self, 'en')
 
     def debtors_with_items(self, administration, count):
         "Debtors followed, with two or more open items outside plans."
@@ -388,7 +414,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
 
         # A step's lead time.
         tab = self.open_record('payt.flow.step', steps["Tweede herinnering"])
-        self.fill_field(tab, 'lead_days', '15')
+        self.fill_field(tab, 'lead_days', '15', loaded=True)
         self.save()
         self.assertStored('payt.flow.step', steps["Tweede herinnering"],
             'lead_days', 15)
@@ -409,10 +435,8 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
 
         # Tomorrow's run previewed; Enter previews, it does not run.
         administration = self.administration(ADMINISTRATION)
-        tab = self.open_record('payt.administration', administration)
-        self.dismiss_modified()
+        tab = self.open_administration(administration)
         self.button("Run")
-        self.dismiss_modified()
         wizard = self.dialog()
         wizard.locator('[name="date"]').first.wait_for(state='attached')
         tomorrow = datetime.date.today() + datetime.timedelta(days=1)
