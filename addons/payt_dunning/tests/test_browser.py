@@ -246,7 +246,7 @@ class BrowserTestCase(SaoBrowser, unittest.TestCase):
         page = self.page
         administration = self.administration()
         self.open('payt.administration', administration)
-        self.tab().locator('a', has_text=STEP).first.wait_for()
+        self.tab().locator('tr', has_text=STEP).first.wait_for()
         self.shot('administration-dashboard')
 
         dialog = self.open_step()
