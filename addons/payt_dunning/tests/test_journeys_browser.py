@@ -176,9 +176,6 @@ class JourneyBrowser(SaoBrowser):
     def fill_field(self, scope, name, value, loaded=False):
         """Type in the input of a field, found by the field's name; loaded:
         once it shows the record's value."""
-        # Sao keeps a hidden twin of some inputs: the visible one.
-        # Sao swaps a number's text and number inputs on focus: the one
-        # shown gets the focus, its text selected, then the keys.
         scope.locator('[name="%s"]' % name).first.wait_for(state='attached')
         if loaded:
             scope.evaluate("""(scope, name) => new Promise(resolve => {
@@ -186,15 +183,13 @@ class JourneyBrowser(SaoBrowser):
                         '[name="' + name + '"]')).some(e => e.value)
                     ? resolve() : setTimeout(check, 100);
                 check(); })""", name)
-        scope.evaluate("""(scope, name) => {
-            const input = Array.from(scope.querySelectorAll(
-                    '[name="' + name + '"]')).find(e => e.offsetParent);
-            input.focus();
-            }""", name)
+        # Sao keeps a hidden twin of some inputs: fill the one shown.
+        field = scope.evaluate_handle("""(scope, name) => Array.from(
+            scope.querySelectorAll('[name="' + name + '"]')).find(
+                e => e.offsetParent)""", name).as_element()
         self.clicks += 1
-        self.page.keyboard.press('Control+a')
-        self.page.keyboard.type(value)
-        self.page.keyboard.press('Tab')
+        field.fill(value)
+        field.press('Tab')
 
     def date_text(self, date):
         "A date as the user's language types it (sao's format)."
