@@ -171,6 +171,9 @@ class SaoBrowser:
         page.keyboard.press('Enter')
         page.wait_for_selector('#user-preferences a', state='attached',
             timeout=LOGIN_TIMEOUT)
+        # The demo users' home screen (their dashboard) opens first.
+        page.wait_for_selector('#tabcontent > .tab-pane', state='attached',
+            timeout=LOGIN_TIMEOUT)
 
     def administration(self, name=ADMINISTRATION):
         ids = self.search('payt.administration', [])
@@ -223,7 +226,8 @@ class BrowserTestCase(SaoBrowser, unittest.TestCase):
     def open_step(self):
         "From the administration's dashboard, open the step's figures."
         tab = self.tab()
-        cell = tab.locator('tr', has_text=STEP).first.locator('td').nth(1)
+        cell = tab.locator('tr', has_text=STEP).first.locator(
+            'td', has_text=STEP).first
         button = tab.locator('button[title="Open"]:visible').first
         for _ in range(10):
             # A click selects the row, or unselects a row still selected.
