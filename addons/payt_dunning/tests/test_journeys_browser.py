@@ -183,11 +183,17 @@ class JourneyBrowser(SaoBrowser):
                         '[name="' + name + '"]')).some(e => e.value)
                     ? resolve() : setTimeout(check, 100);
                 check(); })""", name)
-        # Sao keeps a hidden twin of some inputs: fill the one shown.
-        field = scope.evaluate_handle("""(scope, name) => Array.from(
-            scope.querySelectorAll('[name="' + name + '"]')).find(
-                e => e.offsetParent)""", name).as_element()
+        # Sao keeps a hidden twin of some inputs (a number's text and
+        # number inputs swap on focus): focus the one shown, then fill the
+        # one shown then.
+        def shown():
+            return scope.evaluate_handle("""(scope, name) => Array.from(
+                scope.querySelectorAll('[name="' + name + '"]')).find(
+                    e => e.offsetParent)""", name).as_element()
         self.clicks += 1
+        shown().focus()
+        time.sleep(0.2)
+        field = shown()
         field.fill(value)
         field.press('Tab')
 
