@@ -97,3 +97,18 @@ class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
                 'state': 'resolved',
                 'resolved_by': Transaction().user,
                 })
+        cls._read_messages(
+            [a for a in attentions if a.reason == 'unread_message'])
+
+    @classmethod
+    def _read_messages(cls, attentions):
+        "Resolving an unread message means it was read."
+        Message = Pool().get('payt.message')
+        domain = ['OR'] + [[
+                ('debtor', '=', a.debtor.id if a.debtor else None),
+                ('item', '=', a.item.id if a.item else None),
+                ] for a in attentions]
+        if attentions:
+            Message.mark_read(Message.search([
+                        ('direction', '=', 'in'), ('seen', '=', False),
+                        domain]))

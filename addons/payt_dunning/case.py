@@ -24,7 +24,7 @@ from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Bool, Eval
 from trytond.transaction import Transaction
 from trytond.wizard import (
-    StateAction, Wizard)
+    Button, StateAction, StateTransition, StateView, Wizard)
 
 from . import law
 from .bulk import invalidate_caches
@@ -352,6 +352,10 @@ class Case(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                     'depends': ['state', 'costs_waived'],
                     },
                 'waive_costs': {
+                    'invisible': ~open_ | Bool(Eval('costs_waived')),
+                    'depends': ['state', 'costs_waived'],
+                    },
+                'waive': {
                     'invisible': ~open_ | Bool(Eval('costs_waived')),
                     'depends': ['state', 'costs_waived'],
                     },
@@ -909,6 +913,12 @@ class Case(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
         Cost.write([c for case in cases for c in case.costs], {
                 'state': 'waived'})
 
+    @classmethod
+    @ModelView.button_action('payt_dunning.wizard_case_waive')
+    def waive(cls, cases):
+        "Waive the costs, asking the reason first."
+        pass
+
     # --------------------------------------------------------- interest
 
     @classmethod
@@ -1416,6 +1426,35 @@ class CaseOpen(Wizard):
         cases = pool.get('payt.case').open_for_items(items, today)
         action['domains'] = []
         return action, {'res_id': [c.id for c in cases]}
+
+
+class CaseWaiveStart(ModelView):
+    "Waive Collection Costs"
+    __name__ = 'payt.case.waive.start'
+    __string__ = "Waive Collection Costs"
+    reason = fields.Text("Reason", required=True,
+        help="Recorded on the case and shown on its letters' dossier.")
+
+
+class CaseWaive(Wizard):
+    "Waive Collection Costs"
+    __name__ = 'payt.case.waive'
+    __string__ = "Waive Collection Costs"
+    start = StateView('payt.case.waive.start',
+        'payt_dunning.case_waive_start_view_form', [
+            Button("Cancel", 'end', 'tryton-cancel'),
+            Button("Waive", 'waive', 'tryton-ok', default=True),
+            ])
+    waive = StateTransition()
+
+    def default_start(self, fields):
+        return {'reason': self.record.waive_reason}
+
+    def transition_waive(self):
+        Case = Pool().get('payt.case')
+        Case.write(list(self.records), {'waive_reason': self.start.reason})
+        Case.waive_costs(list(self.records))
+        return 'end'
 
 
 # ------------------------------------------------------------------ run

@@ -18,6 +18,7 @@ from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
 from trytond.sendmail import send_message_transactional
 from trytond.transaction import Transaction, without_check_access
+from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .company import CompanyConsistentMixin
 from .timeline import event_params
@@ -105,6 +106,10 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
                     'invisible': (Eval('seen', False)
                         | (Eval('direction') != 'in')),
                     'depends': ['seen', 'direction'],
+                    },
+                'reply': {
+                    'invisible': Eval('direction') != 'in',
+                    'depends': ['direction'],
                     },
                 })
 
@@ -243,6 +248,52 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
                         ('state', '=', 'open')])
                 if attentions:
                     Attention.resolve(attentions)
+
+    @classmethod
+    @ModelView.button_action('payt_dunning.wizard_message_reply')
+    def reply(cls, messages):
+        pass
+
+
+class ReplyStart(ModelView):
+    "Reply to the Debtor"
+    __name__ = 'payt.message.reply.start'
+    __string__ = "Reply to the Debtor"
+    debtor = fields.Many2One('payt.debtor', "Debtor", readonly=True)
+    original = fields.Text("Their Message", readonly=True)
+    body = fields.Text("Your Reply", required=True,
+        help="Emailed to the debtor with the link to the portal.")
+
+
+class Reply(Wizard):
+    "Reply to the Debtor"
+    __name__ = 'payt.message.reply'
+    __string__ = "Reply to the Debtor"
+    start = StateView('payt.message.reply.start',
+        'payt_dunning.message_reply_start_view_form', [
+            Button("Cancel", 'end', 'tryton-cancel'),
+            Button("Send", 'send', 'tryton-ok', default=True),
+            ])
+    send = StateTransition()
+
+    def default_start(self, fields):
+        return {'debtor': self.record.debtor.id,
+            'original': self.record.body}
+
+    def transition_send(self):
+        "The reply goes on the same thread; the debtor's message is read."
+        Message = Pool().get('payt.message')
+        original = self.record
+        Message.create([{
+                    'administration': original.administration.id,
+                    'debtor': original.debtor.id,
+                    'item': original.item.id if original.item else None,
+                    'case': original.case.id if original.case else None,
+                    'direction': 'out',
+                    'body': self.start.body,
+                    }])
+        Message.mark_read([original])
+        return 'end'
 
 
 class Debtor(metaclass=PoolMeta):

@@ -86,6 +86,10 @@ def _users(pool, administrations):
     User = pool.get('res.user')
     ModelData = pool.get('ir.model.data')
     companies = [a.company.id for a in administrations]
+    ActWindow = pool.get('ir.action.act_window')
+    # The back office lands on its dashboard after login.
+    dashboard = ActWindow(ModelData.get_id(
+            'payt_dunning', 'act_dashboard_step')).action
     admin, = User.search([('login', '=', 'admin')])
     User.write([admin], {'companies': [('add', companies)],
             'company': companies[0]})
@@ -96,6 +100,7 @@ def _users(pool, administrations):
                     'company': companies[indexes[0]],
                     'groups': [('add', [ModelData.get_id('payt_dunning', g)
                                 for g in groups])],
+                    'actions': [('add', [dashboard.id])],
                     }])
 
 

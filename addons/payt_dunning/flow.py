@@ -7,6 +7,9 @@ from trytond.i18n import gettext
 from trytond.model import (
     DeactivableMixin, ModelSQL, ModelView, Unique, fields)
 from trytond.model.exceptions import ValidationError
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+from trytond.pyson import Eval
 
 from .company import CompanyConsistentMixin
 
@@ -41,7 +44,19 @@ class Flow(
     company = fields.Many2One(
         'company.company', "Company",
         help="Leave empty for a flow every administration may use.")
+    shared = fields.Function(fields.Boolean("Shared",
+            help="Without a company, every administration may use the "
+            "flow and a change applies to all of them."),
+        'on_change_with_shared')
     steps = fields.One2Many('payt.flow.step', 'flow', "Steps")
+
+    @fields.depends('company')
+    def on_change_with_shared(self, name=None):
+        return not self.company
+
+    @classmethod
+    def default_company(cls):
+        return Transaction().context.get('company')
 
     def steps_in_order(self):
         return sorted(self.steps, key=lambda s: s.lead_days)
@@ -103,6 +118,32 @@ class Step(ModelSQL, ModelView):
                 raise ValidationError(gettext(
                         'payt_dunning.msg_step_min_amount_negative',
                         step=step.rec_name))
+        cls._check_texts(steps)
+
+    @classmethod
+    def _check_texts(cls, steps):
+        """A step that sends something has a text in every language of the
+        debtors of the administrations that follow its flow."""
+        pool = Pool()
+        Debtor = pool.get('payt.debtor')
+        Field = pool.get('ir.model.field')
+        for step in steps:
+            if not step.channels:
+                continue
+            languages = {d.language for d in Debtor.search([
+                        ('administration.flow', '=', step.flow.id),
+                        ])}
+            missing = sorted(languages - {t.language for t in step.templates})
+            if missing:
+                selection = dict(LANGUAGES)
+                raise ValidationError(gettext(
+                        'payt_dunning.msg_step_text_missing',
+                        step=step.rec_name,
+                        field=Field.get_name(cls.__name__, 'templates'),
+                        channels=', '.join(dict(CHANNELS)[c]
+                            for c in step.channels),
+                        languages=', '.join(
+                            selection.get(m, m) for m in missing)))
 
     def template_for(self, language, kind):
         "The best template for a debtor: exact kind first, then any kind."

@@ -281,14 +281,14 @@ class Run(CompanyConsistentMixin, ModelSQL, ModelView):
             # connection per database.
             cursor.execute('SAVEPOINT payt_dry_run')
             try:
-                summary = DailyRun(administration, date).execute()
+                summary = cls._daily_run(administration, date)
             finally:
                 cursor.execute('ROLLBACK TO SAVEPOINT payt_dry_run')
                 cursor.execute('RELEASE SAVEPOINT payt_dry_run')
                 invalidate_caches()
             summary['dry_run'] = True
             return summary
-        summary = DailyRun(administration, date).execute()
+        summary = cls._daily_run(administration, date)
         summary['dry_run'] = False
         cls.create([{
                     'company': administration.company.id,
@@ -299,6 +299,15 @@ class Run(CompanyConsistentMixin, ModelSQL, ModelView):
                     'communications': summary.get('communications', 0),
                     'summary': json.dumps(summary, indent=1),
                     }])
+        return summary
+
+    @classmethod
+    def _daily_run(cls, administration, date):
+        summary = DailyRun(administration, date).execute()
+        if Transaction().context.get('payt_preview_samples'):
+            # Still inside the preview's savepoint: the communications the
+            # run just created are there to be rendered.
+            preview_samples(administration, date, summary)
         return summary
 
     @classmethod
@@ -351,11 +360,86 @@ class Cron(metaclass=PoolMeta):
             ('payt.run|cron_daily', "Run Daily Dunning"))
 
 
+SAMPLES = 2
+
+
+def preview_samples(administration, date, summary):
+    """Add to each step of a preview the warnings and a few of the messages
+    it creates, rendered as the debtor would read them."""
+    if not administration.flow:
+        return
+    Communication = Pool().get('payt.communication')
+    for step, report in zip(administration.flow.steps_in_order(),
+            summary['steps']):
+        created = Communication.search([
+                ('step', '=', step.id),
+                ('run_date', '=', date),
+                ('state', '=', 'pending'),
+                ('item.administration', '=', administration.id),
+                ], order=[('id', 'ASC')])
+        report['warnings'] = step_warnings(step, report, created)
+        report['samples'] = [render_sample(c) for c in created[:SAMPLES]]
+
+
+def step_warnings(step, report, communications):
+    warnings = []
+    languages = {t.language for t in step.templates}
+    missing = sorted({c.item.debtor.language for c in communications
+            if c.channel in ('email', 'letter')} - languages)
+    if missing:
+        warnings.append(gettext('payt_dunning.msg_run_preview_no_text',
+                step=step.rec_name, languages=', '.join(missing)))
+    no_address = sum(1 for c in communications
+        if c.channel == 'email' and not c.item.debtor.email)
+    if no_address:
+        warnings.append(gettext('payt_dunning.msg_run_preview_no_email',
+                count=no_address))
+    if report.get('skipped_below_minimum'):
+        warnings.append(gettext('payt_dunning.msg_run_preview_below_minimum',
+                count=report['skipped_below_minimum'],
+                minimum=step.min_amount))
+    return warnings
+
+
+def render_sample(communication):
+    "What the debtor of the communication would receive."
+    debtor = communication.item.debtor
+    if communication.channel in ('sms', 'call'):
+        subject, body = '', communication._phone_text()
+    else:
+        subject, body = communication.render()
+    return OrderedDict(channel=communication.channel,
+        to=debtor.name, address=(debtor.email
+            if communication.channel == 'email' else debtor.phone
+            if communication.channel in ('sms', 'call') else debtor.city),
+        language=debtor.language, item=communication.item.rec_name,
+        subject=subject or '', body=body or '')
+
+
+class RunPreviewStep(ModelView):
+    "Run Preview per Step"
+    __name__ = 'payt.run.preview.step'
+    __string__ = "Run Preview per Step"
+    administration = fields.Char("Administration", readonly=True)
+    step = fields.Char("Step", readonly=True)
+    lead_days = fields.Integer("Lead Time (days)", readonly=True)
+    count = fields.Integer("Items Moving", readonly=True)
+    amount = fields.Numeric("Open Amount", digits=(16, 2), readonly=True)
+    communications = fields.Char("Messages", readonly=True)
+    warnings = fields.Text("Warnings", readonly=True)
+    samples = fields.Text("Sample Messages", readonly=True)
+
+
 class RunStart(ModelView):
     "Run Dunning"
     __name__ = 'payt.run.start'
     __string__ = "Run Dunning"
     date = fields.Date("Date", required=True)
+    outcome = fields.Char("Outcome", readonly=True)
+    steps = fields.One2Many('payt.run.preview.step', None, "Preview",
+        readonly=True)
+    samples = fields.Text("Sample Messages", readonly=True)
+    # The preview as JSON between the wizard's states.
     preview = fields.Text("Preview", readonly=True)
 
 
@@ -363,20 +447,31 @@ class RunWizard(Wizard):
     "Run Dunning"
     __name__ = 'payt.run.wizard'
     __string__ = "Run Dunning"
+    # Enter previews: the real run takes a click on its own button.
     start = StateView('payt.run.start',
         'payt_dunning.run_start_view_form', [
             Button("Close", 'end', 'tryton-cancel'),
-            Button("Preview", 'preview', 'tryton-search'),
-            Button("Run", 'run', 'tryton-ok', default=True),
+            Button("Preview", 'preview', 'tryton-search', default=True),
+            Button("Run", 'run', 'tryton-ok'),
             ])
     preview = StateTransition()
     run = StateTransition()
 
     def default_start(self, fields):
-        values = {'date': Pool().get('ir.date').today()}
+        pool = Pool()
+        today = pool.get('ir.date').today()
+        values = {'date': today, 'steps': []}
         if getattr(self.start, 'preview', None):
-            values['preview'] = self.start.preview
             values['date'] = self.start.date
+            values['preview'] = self.start.preview
+            summaries = json.loads(self.start.preview)
+            values['outcome'] = ', '.join(sorted({
+                        summary_state(s) for s in summaries}))
+            values['steps'] = [preview_line(s, step)
+                for s in summaries for step in s['steps']]
+            values['samples'] = "\n\n".join(
+                "== %(administration)s, %(step)s ==\n%(samples)s" % line
+                for line in values['steps'] if line['samples'])
         return values
 
     def _summaries(self, dry_run):
@@ -385,12 +480,43 @@ class RunWizard(Wizard):
             for a in self.records]
 
     def transition_preview(self):
-        self.start.preview = format_summaries(self._summaries(True))
+        with Transaction().set_context(payt_preview_samples=True):
+            summaries = self._summaries(True)
+        self.start.preview = json.dumps(summaries)
         return 'start'
 
     def transition_run(self):
         self._summaries(False)
         return 'end'
+
+
+def summary_state(summary):
+    return "%s: %s" % (summary['administration'], summary['state'])
+
+
+def preview_line(summary, step):
+    "A row of the preview: a step of an administration."
+    samples = "\n\n".join(format_sample(s) for s in step.get('samples', []))
+    return {
+        'administration': summary['administration'],
+        'step': step['step'],
+        'lead_days': step['lead_days'],
+        'count': step['moved'],
+        'amount': Decimal(step['amount']),
+        'communications': ", ".join("%s %s" % (n, c)
+            for c, n in step['communications'].items()),
+        'warnings': "\n".join(step.get('warnings', [])),
+        'samples': samples,
+        }
+
+
+def format_sample(sample):
+    lines = ["%(channel)s: %(to)s <%(address)s> (%(language)s), %(item)s"
+        % sample]
+    if sample['subject']:
+        lines.append(sample['subject'])
+    lines.append(sample['body'])
+    return "\n".join(lines)
 
 
 def format_summaries(summaries):

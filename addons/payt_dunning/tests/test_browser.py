@@ -46,8 +46,11 @@ class Sink:
         return '250 OK'
 
 
-class BrowserTestCase(unittest.TestCase):
-    "Sao in Chromium"
+class SaoBrowser:
+    """A demo database, a trytond serving sao and Chromium, once per test
+    class; JSON-RPC and page helpers. Mixed into a unittest.TestCase."""
+    user, password = USER, PASSWORD
+    viewport = {'width': 1280, 'height': 800}
 
     @classmethod
     def setUpClass(cls):
@@ -63,11 +66,13 @@ class BrowserTestCase(unittest.TestCase):
                 'TRYTOND_EMAIL__URI': 'smtp://127.0.0.1:%s' % cls.smtp.port})
         cls.port = free_port()
         cls.base = 'http://127.0.0.1:%s' % cls.port
+        # Replies to debtors are emailed: to the same local SMTP server.
         cls.server = subprocess.Popen([os.path.join(BIN, 'trytond'),
                 '-d', cls.database.name],
             env=dict(cls.database.env,
                 TRYTOND_WEB__LISTEN='127.0.0.1:%s' % cls.port,
-                TRYTOND_WEB__ROOT=str(REPO / 'var' / 'sao')),
+                TRYTOND_WEB__ROOT=str(REPO / 'var' / 'sao'),
+                TRYTOND_EMAIL__URI='smtp://127.0.0.1:%s' % cls.smtp.port),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(150):
             try:
@@ -75,6 +80,7 @@ class BrowserTestCase(unittest.TestCase):
                 break
             except OSError:
                 time.sleep(0.2)
+        cls.sessions = {}
         cls.playwright = sync_playwright().start()
         cls.browser = cls.playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -107,15 +113,17 @@ class BrowserTestCase(unittest.TestCase):
         return answer['result']
 
     def rpc(self, method, *params):
-        cls = type(self)
-        if not getattr(cls, 'session', None):
-            user_id, key = cls._call('common.db.login',
-                [USER, {'password': PASSWORD}, 'en'])[:2]
-            cls.session = base64.b64encode(
-                ('%s:%s:%s' % (USER, user_id, key)).encode()).decode()
-            cls.context = cls._call('model.res.user.get_preferences',
-                [True, {}], cls.session)
-        return self._call(method, params, self.session)
+        "Call as the test's user (self.user)."
+        sessions = type(self).sessions
+        if self.user not in sessions:
+            user_id, key = self._call('common.db.login',
+                [self.user, {'password': self.password}, 'en'])[:2]
+            session = base64.b64encode(('%s:%s:%s' % (
+                        self.user, user_id, key)).encode()).decode()
+            sessions[self.user] = session, self._call(
+                'model.res.user.get_preferences', [True, {}], session)
+        session, self.context = sessions[self.user]
+        return self._call(method, params, session)
 
     def search(self, model, domain):
         self.rpc('model.res.user.get_preferences', True, {})
@@ -128,8 +136,7 @@ class BrowserTestCase(unittest.TestCase):
 
     # -- the browser -------------------------------------------------------
     def setUp(self):
-        self.page = self.browser.new_page(
-            viewport={'width': 1280, 'height': 800})
+        self.page = self.browser.new_page(viewport=self.viewport)
         self.page.set_default_timeout(TIMEOUT)
         self.addCleanup(lambda: self.page.close())
         # The last screen, for whoever reads a failure.
@@ -141,8 +148,7 @@ class BrowserTestCase(unittest.TestCase):
     def fresh(self):
         "A new page, as after closing the browser: nothing cached."
         self.page.close()
-        self.page = self.browser.new_page(
-            viewport={'width': 1280, 'height': 800})
+        self.page = self.browser.new_page(viewport=self.viewport)
         self.page.set_default_timeout(TIMEOUT)
         self.login()
 
@@ -150,7 +156,7 @@ class BrowserTestCase(unittest.TestCase):
         "Log in as a person does; the first login of a busy machine is slow."
         page = self.page
         page.goto('%s/#%s' % (self.base, self.database.name))
-        page.fill('#login', USER, timeout=LOGIN_TIMEOUT)
+        page.fill('#login', self.user, timeout=LOGIN_TIMEOUT)
         password = page.locator('input[type=password]')
         # A click that lands before sao has bound its handler does nothing:
         # click again until the password prompt shows.
@@ -161,19 +167,23 @@ class BrowserTestCase(unittest.TestCase):
                 break
             except PlaywrightTimeout:
                 continue
-        password.fill(PASSWORD)
+        password.fill(self.password)
         page.keyboard.press('Enter')
         page.wait_for_selector('#user-preferences a', state='attached',
             timeout=LOGIN_TIMEOUT)
+        # The demo users' home screen (their dashboard) opens first.
+        page.wait_for_selector('#tabcontent > .tab-pane', state='attached',
+            timeout=LOGIN_TIMEOUT)
 
-    def administration(self):
+    def administration(self, name=ADMINISTRATION):
         ids = self.search('payt.administration', [])
         for record in self.read('payt.administration', ids, ['rec_name']):
-            if record['rec_name'] == ADMINISTRATION:
+            if record['rec_name'] == name:
                 return record['id']
-        self.fail("no administration %s" % ADMINISTRATION)
+        self.fail("no administration %s" % name)
 
     def open(self, model, res_id=None, views=None, name=None, domain=None):
+        "Open a screen by its URL, as a bookmark does."
         url = '%s/#%s/model/%s' % (self.base, self.database.name, model)
         if res_id:
             url += '/%s' % res_id
@@ -189,9 +199,9 @@ class BrowserTestCase(unittest.TestCase):
             url += ';' + '&'.join(params)
         self.page.goto(url)
 
-    def shot(self, name):
+    def shot(self, name, folder=SHOTS):
         time.sleep(0.5)   # let the last animation end
-        self.page.screenshot(path=str(SHOTS / ('%s.png' % name)))
+        self.page.screenshot(path=str(folder / ('%s.png' % name)))
 
     def tab(self):
         "The active tab's content."
@@ -209,10 +219,15 @@ class BrowserTestCase(unittest.TestCase):
     def dialog(self):
         return self.page.locator('.modal-dialog:visible').last
 
+
+class BrowserTestCase(SaoBrowser, unittest.TestCase):
+    "Sao in Chromium"
+
     def open_step(self):
         "From the administration's dashboard, open the step's figures."
         tab = self.tab()
-        cell = tab.locator('tr', has_text=STEP).first.locator('td').nth(1)
+        cell = tab.locator('tr', has_text=STEP).first.locator(
+            'td', has_text=STEP).first
         button = tab.locator('button[title="Open"]:visible').first
         for _ in range(10):
             # A click selects the row, or unselects a row still selected.
@@ -235,7 +250,7 @@ class BrowserTestCase(unittest.TestCase):
         page = self.page
         administration = self.administration()
         self.open('payt.administration', administration)
-        self.tab().locator('a', has_text=STEP).first.wait_for()
+        self.tab().locator('tr', has_text=STEP).first.wait_for()
         self.shot('administration-dashboard')
 
         dialog = self.open_step()
