@@ -377,7 +377,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.menu(PAYT, "Online Payments")
         self.tab().locator('.nav-tabs a', has_text="All").wait_for()
         self.report("1 back office")
-        take_screenshots(self, 'en')
+        take_screenshots(self, 'nl')
 
     def debtors_with_items(self, administration, count):
         "Debtors followed, with two or more open items outside plans."
