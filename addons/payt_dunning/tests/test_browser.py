@@ -25,7 +25,7 @@ from playwright.sync_api import sync_playwright
 
 from trytond.pyson import PYSONDecoder
 
-from .test_server import BIN, Database, free_port
+from .test_server import BIN, Database, MailSink, free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 SHOTS = REPO / 'docs' / 'screenshots'
@@ -41,11 +41,6 @@ STEP = 'Eerste herinnering'
 TIMEOUT = 30000
 
 
-class Sink:
-    async def handle_DATA(self, server, session, envelope):
-        return '250 OK'
-
-
 class SaoBrowser:
     """A demo database, a trytond serving sao and Chromium, once per test
     class; JSON-RPC and page helpers. Mixed into a unittest.TestCase."""
@@ -59,7 +54,7 @@ class SaoBrowser:
             capture_output=True, timeout=600)
         cls.database = Database()
         # The demo's reminder emails land in a local SMTP server.
-        cls.smtp = Controller(Sink(), hostname='127.0.0.1', port=free_port())
+        cls.smtp = Controller(MailSink(), hostname='127.0.0.1', port=free_port())
         cls.smtp.start()
         cls.database.run([os.path.join(BIN, 'payt'), 'demo', '-d',
                 cls.database.name], extra={

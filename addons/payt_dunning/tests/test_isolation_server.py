@@ -17,7 +17,9 @@ import unittest
 import urllib.error
 import urllib.request
 
-from .test_server import BIN, SETUP, Database, free_port
+from aiosmtpd.controller import Controller
+
+from .test_server import BIN, SETUP, Database, MailSink, free_port
 
 HERE = os.path.dirname(__file__)
 DEMO_CONF = os.path.join(HERE, '..', '..', '..', 'etc', 'demo.conf')
@@ -115,6 +117,12 @@ class IsolationServerTestCase(unittest.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.database = Database()
+        # The case letters of the fixture leave by email (case_delivery).
+        cls.smtp = Controller(MailSink(), hostname='127.0.0.1',
+            port=free_port())
+        cls.smtp.start()
+        cls.database.env['TRYTOND_EMAIL__URI'] = (
+            'smtp://127.0.0.1:%s' % cls.smtp.port)
         try:
             cls.database.python(SETUP)
             cls.fixture = json.loads(cls.database.python(
@@ -122,6 +130,7 @@ class IsolationServerTestCase(unittest.TestCase):
                 .splitlines()[-1])
         except Exception:
             cls.database.drop()
+            cls.smtp.stop()
             raise
         cls.port = free_port()
         cls.server = subprocess.Popen(
@@ -142,6 +151,7 @@ class IsolationServerTestCase(unittest.TestCase):
         cls.server.terminate()
         cls.server.wait(10)
         cls.database.drop()
+        cls.smtp.stop()
         super().tearDownClass()
 
     @staticmethod

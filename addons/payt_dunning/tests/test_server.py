@@ -33,6 +33,13 @@ def free_port():
         return probe.getsockname()[1]
 
 
+class MailSink:
+    "An SMTP server that accepts every mail (aiosmtpd handler)."
+
+    async def handle_DATA(self, server, session, envelope):
+        return '250 OK'
+
+
 class Database:
     "A fresh database with the module activated, for other processes."
 
