@@ -15,6 +15,7 @@ from trytond import config
 from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
 from trytond.sendmail import send_message_transactional
+from trytond.transaction import Transaction
 
 from . import law
 
@@ -50,7 +51,14 @@ class CaseLetter(metaclass=PoolMeta):
 
     @classmethod
     def _on_timeline(cls, letters):
-        "Handed over first: the timeline shows what left, when it left."
+        """Handed over first: the timeline shows what left, when it left.
+        A dry run or a run told not to send hands nothing over: its letters
+        wait for the next send (send_pending)."""
+        if Transaction().context.get('payt_hold_delivery'):
+            for letter in letters:
+                letter.delivery = 'pending'
+            cls.save(letters)
+            return
         cls.deliver(letters, _case_date())
         super()._on_timeline([l for l in letters if l.delivery == 'sent'])
 

@@ -193,8 +193,10 @@ def cmd_run(args):
             _progress("[%d/%d] %s: running for %s%s" % (number, len(ids),
                     administration.rec_name, date,
                     " (dry run)" if args.dry_run else ""))
-            summary = pool.get('payt.run').execute(
-                administration, date, dry_run=args.dry_run)
+            # --no-send: case letters wait for the next send, as emails do.
+            with transaction.set_context(payt_hold_delivery=args.no_send):
+                summary = pool.get('payt.run').execute(
+                    administration, date, dry_run=args.dry_run)
             if args.dry_run:
                 transaction.rollback()
             return summary

@@ -281,7 +281,8 @@ class Run(CompanyConsistentMixin, ModelSQL, ModelView):
             # connection per database.
             cursor.execute('SAVEPOINT payt_dry_run')
             try:
-                summary = cls._daily_run(administration, date)
+                with transaction.set_context(payt_hold_delivery=True):
+                    summary = cls._daily_run(administration, date)
             finally:
                 cursor.execute('ROLLBACK TO SAVEPOINT payt_dry_run')
                 cursor.execute('RELEASE SAVEPOINT payt_dry_run')

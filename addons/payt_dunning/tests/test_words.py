@@ -161,7 +161,8 @@ class WordsTestCase(unittest.TestCase):
             [item('I1', 'D1', TODAY - days(7), amount='1234.50')],
             [debtor('D1', phone='+31612345678')])
         run(administration, TODAY)
-        email, = Communication.search([('channel', '=', 'email')])
+        email, = Communication.search([('channel', '=', 'email'),
+                ('item.administration', '=', administration.id)])
         subject, body = email.render()
         self.assertIn('NL91 ABNA 0417 1643 00', body)
         self.assertIn('onder vermelding van F-I1', body)
