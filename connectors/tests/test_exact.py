@@ -2,6 +2,7 @@
 tokens (also with a crash between Exact's answer and the save), the
 minutely limit shared by two workers. Against the simulator on a real
 port; the rate limit test uses Redis DB 13 with a prefix of its own."""
+import json
 import threading
 import uuid
 from decimal import Decimal
@@ -135,6 +136,10 @@ def test_pages_cover_hid_spans_in_numeric_order(exact_sim):
         pages = list(exact.read('open_items', None))
         assert exact.order_key('9') < exact.order_key('10')
         resumed = list(exact.read('open_items', pages[1].next_cursor))
+        # a cursor of an older hub (the __next link only) starts over
+        older = json.loads(pages[1].next_cursor)
+        del older['after']
+        restarted = next(exact.read('open_items', json.dumps(older)))
         fetched = exact.fetch_items(['3', '12', '999999'])
         debtors = exact.fetch_debtors([sorted(exact_sim.accounts)[1],
                                        '00000000-0000-4000-8000-0000000000ff'])
@@ -147,6 +152,7 @@ def test_pages_cover_hid_spans_in_numeric_order(exact_sim):
         assert page.after == before.upto == str(before.records[-1]['HID'])
     # a stored cursor continues after the page it was stored with
     assert [p.after for p in resumed] == [p.after for p in pages[2:]]
+    assert restarted.after is None and restarted.records == pages[0].records
     assert [r['HID'] for r in fetched] == [3, 12]
     assert [r['ID'] for r in debtors] == [sorted(exact_sim.accounts)[1]]
 

@@ -322,7 +322,9 @@ class ExactAdapter(Adapter):
             path, params = following, None
 
     def _read_receivables(self, after, resume):
-        path = resume and self._own_path(resume)
+        # a continuation without its key (a cursor stored by an older
+        # hub) starts a new pass: the span of its page would be unknown
+        path = resume and after is not None and self._own_path(resume)
         params = None
         if not path:
             after = None  # no continuation stored: a new pass
@@ -356,6 +358,7 @@ class ExactAdapter(Adapter):
         return (0, int(text), '') if text.isdigit() else (1, 0, text)
 
     def _by_id(self, path, key, ids, select, quote):
+        "Rows of ``path`` whose ``key`` is one of ``ids`` (gone: left out)."
         rows = []
         ids = list(ids)
         for start in range(0, len(ids), FILTER_IDS):
