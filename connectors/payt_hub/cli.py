@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from .adapters.base import STREAMS
 from .errors import HubError, LinkError, TransientError
 
 #: exit codes: 2 configuration (fix the link), 75 temporary (EX_TEMPFAIL:
@@ -269,8 +270,9 @@ def build_parser():
         if name == 'sync':
             s.add_argument('--sink', choices=['memory', 'proteus'],
                            default='memory')
-            s.add_argument('--stream', action='append',
-                           choices=['debtors', 'open_items', 'payments'])
+            # payments come with their open items (one cumulative
+            # payment per item): there is no stream of their own
+            s.add_argument('--stream', action='append', choices=STREAMS)
             s.add_argument('--administration',
                            help='ERP mode: only this administration (name '
                            'or id); with --sink proteus: its id')

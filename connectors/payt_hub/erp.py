@@ -155,9 +155,10 @@ def sync_link(cfg, link: dict, progress=None, raise_transient=False) -> dict:
         # ERP before the adapter uses them
         adapter.credentials_saver = lambda values: store_credentials(
             cfg, link['id'], values)
-        sink = ProteusSink(link['administration'], link['id'], cfg)
         with adapter:
             adapter.validate()
+            # the ERP is read only once the package has answered
+            sink = ProteusSink(link['administration'], link['id'], cfg)
             result = run_sync(adapter, sink, progress=progress,
                               batch_records=batch_records())
         if result.evidence:

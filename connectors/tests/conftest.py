@@ -30,6 +30,20 @@ def imuis_settings(sim, **overrides):
     return settings
 
 
+def exact_settings(sim, **overrides):
+    """A link authorized once (the code pasted); the caller keeps the
+    rotated refresh token (``credentials_saver``)."""
+    from payt_hub.simulators.exact import (CLIENT_ID, CLIENT_SECRET,
+                                           REDIRECT_URI)
+    settings = dict(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                    redirect_uri=REDIRECT_URI, base_url=sim.url,
+                    authorization_code=sim.authorize(),
+                    rate_limit='100000/minute', timeout=2, attempts=3,
+                    retry_wait=0.01)
+    settings.update(overrides)
+    return settings
+
+
 def snelstart_settings(sim, **overrides):
     settings = dict(client_key=CLIENT_KEY, subscription_key=PRIMARY_KEY,
                     secondary_key=SECONDARY_KEY,

@@ -14,16 +14,26 @@ from hypothesis import strategies as st
 
 from payt_hub.adapters import get_adapter
 from payt_hub.errors import HubError
+from payt_hub.simulators.exact import ExactSimulator
 from payt_hub.simulators.imuis import ImuisSimulator
 from payt_hub.simulators.snelstart import SnelstartSimulator
 from payt_hub.sync import MemorySink, SinkCrash, run_sync
 
-from .conftest import imuis_settings, snelstart_settings
+from .conftest import exact_settings, imuis_settings, snelstart_settings
+
+
+def exact_simulator(**kwargs):
+    "Small pages, and some entries in dollars (amounts in their currency)"
+    return ExactSimulator(page_size=5, currencies=('EUR', 'EUR', 'USD'),
+                          **kwargs)
+
 
 SIMULATORS = {
     'imuis': (ImuisSimulator, imuis_settings),
     'snelstart': (SnelstartSimulator, snelstart_settings),
+    'exact': (exact_simulator, exact_settings),
 }
+PACKAGES = sorted(SIMULATORS)
 KINDS = ['add', 'pay', 'credit', 'change', 'delete']
 
 
@@ -41,18 +51,17 @@ class Run:
 
     def __init__(self, package, seed=3, debtors=6, items=28):
         cls, settings = SIMULATORS[package]
+        self.package = package
         self.sim = cls(debtors=debtors, items=items, seed=seed).start()
         self.settings = settings(self.sim, attempts=2)
         self.sink = MemorySink()
 
     def sync(self):
-        adapter = get_adapter(self.package_name(), **self.settings)
+        adapter = get_adapter(self.package, **self.settings)
+        # rotated credentials (Exact's refresh token) kept for the next sync
+        adapter.credentials_saver = self.settings.update
         with adapter:
             return run_sync(adapter, self.sink, progress=False)
-
-    def package_name(self):
-        return ('imuis' if isinstance(self.sim, ImuisSimulator)
-                else 'snelstart')
 
     def sync_until_done(self, hub_kills=()):
         """Sync; a killed hub or a dead source makes it try again (as the
@@ -93,7 +102,7 @@ schedules = st.lists(st.tuples(st.integers(1, 30), st.sampled_from(
 hub_kills = st.lists(st.integers(0, 6), max_size=3)
 
 
-@pytest.mark.parametrize('package', ['imuis', 'snelstart'])
+@pytest.mark.parametrize('package', PACKAGES)
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
@@ -123,7 +132,7 @@ def test_random_changes_and_kills_converge(package, first, second, kills,
         run.stop()
 
 
-@pytest.mark.parametrize('package', ['imuis', 'snelstart'])
+@pytest.mark.parametrize('package', PACKAGES)
 @pytest.mark.parametrize('kind', KINDS)
 def test_change_during_the_first_pass_is_in_the_erp_after_it(package, kind):
     """A change made while the sync pages through the items (before the
@@ -139,7 +148,7 @@ def test_change_during_the_first_pass_is_in_the_erp_after_it(package, kind):
         run.stop()
 
 
-@pytest.mark.parametrize('package', ['imuis', 'snelstart'])
+@pytest.mark.parametrize('package', PACKAGES)
 def test_deleted_items_are_closed_by_explicit_id(package):
     run = Run(package)
     try:

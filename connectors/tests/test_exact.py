@@ -2,6 +2,7 @@
 tokens (also with a crash between Exact's answer and the save), the
 minutely limit shared by two workers. Against the simulator on a real
 port; the rate limit test uses Redis DB 13 with a prefix of its own."""
+import json
 import threading
 import uuid
 from decimal import Decimal
@@ -88,16 +89,72 @@ def test_sync_reads_every_open_item_with_currency_and_credit_notes(
     assert sink.open_items() == exact_sim.open_items()
     assert len(sink.debtors) == len(exact_sim.accounts)
     assert result.pages > 6  # paged through __next, 7 rows a page
+    assert result.converged
     usd = [i for i in sink.items.values() if i.get('currency') == 'USD']
     assert usd and all(i['open_amount'] == i['amount'] for i in usd)
     note = sink.items[str(credit)]
     assert note['open_amount'] == '-45.50'
     assert note['description'].startswith('Creditnota')
-    # debtors are incremental: a second sync reads only changed accounts
+    # every sync lists every account again: a changed name arrives
     exact_sim.control_modify_account(account, name='Nieuwe Naam BV')
+    assert sink.load_cursor('debtors') is None  # the pass was complete
     with adapter(exact_sim, store) as exact:
         pages = list(exact.read('debtors', sink.load_cursor('debtors')))
-    assert [r['ID'] for p in pages for r in p.records] == [account]
+        run_sync(exact, sink, progress=False)
+    assert sorted(r['ID'] for p in pages for r in p.records) == \
+        sorted(exact_sim.accounts)
+    assert sink.debtors[account]['name'] == 'Nieuwe Naam BV'
+
+
+def test_paid_and_deleted_entries_are_closed_by_explicit_id(exact_sim):
+    """ReceivablesList only shows open entries: one paid in full or deleted
+    is asked for by HID, and closed by id once Exact confirms it is gone;
+    a part payment lowers the open amount (no payment records: Exact's list
+    does not say what was paid)."""
+    store = Store(authorization_code=exact_sim.authorize())
+    sink = MemorySink()
+    with adapter(exact_sim, store) as exact:
+        run_sync(exact, sink, progress=False)
+        hids = sorted(exact_sim.receivables)
+        exact_sim.control_pay(hids[0])
+        exact_sim.control_delete(hids[9])
+        exact_sim.control_pay(hids[3], amount='10.00')
+        result = run_sync(exact, sink, progress=False)
+    closing = [b for b in sink.batches if b.get('closed_items')]
+    assert {i for b in closing for i in b['closed_items']} == \
+        {str(hids[0]), str(hids[9])}
+    assert sink.open_items() == exact_sim.open_items()
+    assert not sink.payments
+    assert result.converged
+    assert result.evidence['source'] == result.evidence['erp']
+
+
+def test_pages_cover_hid_spans_in_numeric_order(exact_sim):
+    "HID 9 comes before HID 10; each page says which HIDs it covers"
+    store = Store(authorization_code=exact_sim.authorize())
+    with adapter(exact_sim, store) as exact:
+        pages = list(exact.read('open_items', None))
+        assert exact.order_key('9') < exact.order_key('10')
+        resumed = list(exact.read('open_items', pages[1].next_cursor))
+        # a cursor of an older hub (the __next link only) starts over
+        older = json.loads(pages[1].next_cursor)
+        del older['after']
+        restarted = next(exact.read('open_items', json.dumps(older)))
+        fetched = exact.fetch_items(['3', '12', '999999'])
+        debtors = exact.fetch_debtors([sorted(exact_sim.accounts)[1],
+                                       '00000000-0000-4000-8000-0000000000ff'])
+    hids = [r['HID'] for p in pages for r in p.records]
+    assert hids == sorted(exact_sim.receivables)
+    assert [p.last for p in pages] == [False] * (len(pages) - 1) + [True]
+    assert pages[-1].next_cursor is None
+    assert pages[0].after is None
+    for before, page in zip(pages, pages[1:]):
+        assert page.after == before.upto == str(before.records[-1]['HID'])
+    # a stored cursor continues after the page it was stored with
+    assert [p.after for p in resumed] == [p.after for p in pages[2:]]
+    assert restarted.after is None and restarted.records == pages[0].records
+    assert [r['HID'] for r in fetched] == [3, 12]
+    assert [r['ID'] for r in debtors] == [sorted(exact_sim.accounts)[1]]
 
 
 def test_each_refresh_rotates_and_is_saved_before_use(exact_sim):

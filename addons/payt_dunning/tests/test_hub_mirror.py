@@ -13,7 +13,7 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import activate_module, with_transaction
 
 from .test_hub import (
-    TEST_ENVIRONMENT, ImuisSimulator, configure, fresh, new_link)
+    TEST_ENVIRONMENT, ImuisSimulator, configure, fresh, new_link, override)
 from .tools import create_administration
 
 try:
@@ -50,13 +50,9 @@ class HubMirrorTestCase(unittest.TestCase):
         configure(primary=PRIMARY_KEY)
         administration = create_administration(
             name="Mirror %s" % random.random())
-        if package == 'imuis':
-            link = new_link(administration, 'imuis', TEST_ENVIRONMENT,
-                base_url='%s/ws1_xml.asmx?WSDL' % sim.url)
-        else:
-            link = new_link(administration, 'snelstart', CLIENT_KEY,
-                base_url='%s/v2/' % sim.url,
-                auth_url='%s/b2b/token' % sim.url)
+        override(package, sim.url)
+        link = new_link(administration, package,
+            TEST_ENVIRONMENT if package == 'imuis' else CLIENT_KEY)
         Link.activate([link])
         return link
 
@@ -95,7 +91,10 @@ class HubMirrorTestCase(unittest.TestCase):
                     sim.control_reset_failures()
                     continue
                 break
+            # quiet, and up: an outage drawn for the last request of the
+            # sync that completed is over
             sim.schedule = []
+            sim.control_reset_failures()
             with link._adapter(page_size=7) as adapter:
                 result = run_sync(adapter, _ErpSink(link), progress=False)
             erp = {k: ('%.2f' % Decimal(a), c) for k, (a, c) in
@@ -135,9 +134,8 @@ class HubMirrorTestCase(unittest.TestCase):
         Link = Pool().get('payt.hub.link')
         configure(primary=PRIMARY_KEY)
         administration = create_administration()
-        link = new_link(administration, 'snelstart', CLIENT_KEY,
-            base_url='%s/v2/' % self.snelstart.url,
-            auth_url='%s/b2b/token' % self.snelstart.url)
+        override('snelstart', self.snelstart.url)
+        link = new_link(administration, 'snelstart', CLIENT_KEY)
         Link.activate([link])
         return administration, link
 
@@ -177,14 +175,17 @@ class HubMirrorTestCase(unittest.TestCase):
             attention.description)
 
     @with_transaction()
-    def test_changed_url_resets_the_cursors_and_validates_again(self):
-        "A new URL or code on an active link means a full resync"
+    def test_new_code_resets_the_cursors_and_validates_again(self):
+        "A new code on an active link means a full resync"
         Link = Pool().get('payt.hub.link')
         _, link = self.linked()
         Link.sync_now([link])
         self.assertTrue(fresh(link).cursors)
         requests = len(self.snelstart.requests)
-        Link.write([link], {'base_url': '%s/v2' % self.snelstart.url})
+        # (the service address is the installation's, no longer the link's)
+        self.snelstart.client_keys.add('sim-koppelsleutel-0002')
+        Link.write([link], {'environment_code_masked':
+                    'sim-koppelsleutel-0002'})
         link = fresh(link)
         self.assertEqual(link.cursors, ())
         self.assertEqual(link.state, 'active')
@@ -195,9 +196,9 @@ class HubMirrorTestCase(unittest.TestCase):
 
     @with_transaction()
     def test_unchanged_values_keep_the_cursors(self):
-        "Saving a link without a new code or URL keeps its cursors"
+        "Saving a link without a new code keeps its cursors"
         Link = Pool().get('payt.hub.link')
         _, link = self.linked()
         Link.sync_now([link])
-        Link.write([link], {'base_url': link.base_url, 'sync_time': 7})
+        Link.write([link], {'sync_time': 7})
         self.assertTrue(fresh(link).cursors)

@@ -24,13 +24,32 @@ stored token; one killed between Exact's answer and the save has lost the
 authorization (the old token is dead, the new one unknown), which the next
 sync reports as ``authorization_lost``: authorize again in Exact Online.
 
-Streams. ``debtors`` from ``sync/CRM/Accounts``, keyset on ``Timestamp``
-(incremental: the cursor is the last Timestamp seen). ``open_items`` from
-``read/financial/ReceivablesList``: the open entries only, keyset on
-``HID`` through the ``__next`` links; every sync reads the whole list (it
-has no "modified since"), and an entry that is no longer listed was paid,
-credited or deleted. No ``payments`` stream: the list does not say what was
-paid (see docs/CONNECTORS-HUB.md, "Exact Online").
+Streams, both listed whole at every sync (see ``adapters/base.py``):
+
+* ``debtors`` from ``sync/CRM/Accounts``, from ``Timestamp`` 0 through the
+  ``__next`` links (keyset on ``Timestamp``, a row version that every
+  change raises: an account changed during the pass moves to the end and
+  is listed there, so none is skipped). The sync engine does not close
+  debtors, so the pages carry no key span. Cursor while a pass is under
+  way: {"timestamp": <last Timestamp imported>}.
+* ``open_items`` from ``read/financial/ReceivablesList``, the open entries
+  only, ordered by ``HID`` (the entry's number, the external id) and paged
+  by the ``__next`` links, whose ``$skiptoken`` is the last HID: keyset
+  paging, nothing shifts when entries are paid or added meanwhile. Each
+  page covers ``after`` < HID <= its last HID (``order_key``: the HID as a
+  number). Cursor while a pass is under way: {"after": <last HID>,
+  "next": <the __next path>}; None once the pass is complete.
+
+``fetch_items`` asks ``ReceivablesList`` with ``$filter=HID eq ..`` (and
+``fetch_debtors`` ``crm/Accounts`` with ``$filter=ID eq guid'..'``), at
+most ``FILTER_IDS`` ids a call.
+
+Payments. Exact gives no payment stream here: ``ReceivablesList`` shows
+only what is still open (``Amount``), not what was paid nor when, so the
+adapter yields no ``Payment`` records. A part payment or part credit shows
+as a smaller ``Amount``; an entry paid in full, fully credited or deleted
+is no longer listed, and once ``fetch_items`` confirms it is gone the sync
+closes it by id (see docs/CONNECTORS-HUB.md, "Exact Online").
 """
 from __future__ import annotations
 
@@ -58,6 +77,10 @@ ACCOUNT_FIELDS = ('ID,Code,Name,Email,Phone,AddressLine1,Postcode,City,'
 RECEIVABLE_FIELDS = ('HID,AccountId,AccountCode,AccountName,Amount,'
                      'CurrencyCode,Description,DueDate,EntryNumber,'
                      'InvoiceDate,InvoiceNumber,JournalCode,YourRef')
+#: ids per ``$filter=... or ...`` call of fetch_items/fetch_debtors (keeps
+#: the URL well under the 2,000 characters proxies allow)
+FILTER_IDS = 20
+_GUID = re.compile(r'^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$')
 _DATE = re.compile(r'^/Date\((-?\d+)(?:[+-]\d+)?\)/$')
 
 
@@ -279,7 +302,8 @@ class ExactAdapter(Adapter):
         if stream == 'debtors':
             yield from self._read_accounts(int(state.get('timestamp') or 0))
         elif stream == 'open_items':
-            yield from self._read_receivables(state.get('next'))
+            yield from self._read_receivables(state.get('after'),
+                                              state.get('next'))
         else:
             raise ValueError(f'Exact Online has no stream {stream!r}')
 
@@ -291,22 +315,78 @@ class ExactAdapter(Adapter):
             rows, following = self._results(self.get(path, params))
             for row in rows:
                 since = max(since, int(row.get('Timestamp') or 0))
-            yield Page(rows, dump_cursor(timestamp=since))
+            # after the last page the cursor is empty: the next sync
+            # lists every account again
+            yield Page(rows, dump_cursor(timestamp=since) if following
+                       else None, last=not following)
             path, params = following, None
 
-    def _read_receivables(self, resume):
-        path = resume and self._own_path(resume)
+    def _read_receivables(self, after, resume):
+        # a continuation without its key (a cursor stored by an older
+        # hub) starts a new pass: the span of its page would be unknown
+        path = resume and after is not None and self._own_path(resume)
         params = None
         if not path:
+            after = None  # no continuation stored: a new pass
             path = f'/api/v1/{self.division}/read/financial/ReceivablesList'
             params = {'$select': RECEIVABLE_FIELDS}
         while path:
             rows, following = self._results(self.get(path, params))
-            # after the last page the cursor is empty: the next sync reads
-            # the whole list again (it has no "modified since")
-            yield Page(rows, dump_cursor(next=following) if following
-                       else None)
-            path, params = following, None
+            if not rows and following:  # covers nothing: read on
+                path, params = following, None
+                continue
+            upto = str(rows[-1]['HID']) if rows else after
+            self._check_order(rows, after)
+            yield Page(rows, dump_cursor(after=upto, next=following)
+                       if following else None, {'after': after},
+                       after=after, upto=upto, last=not following)
+            path, params, after = following, None, upto
+
+    def _check_order(self, rows, after):
+        """The page's HIDs ascend after ``after``: the key spans the sync
+        closes by rest on it, so a listing out of order is an error."""
+        keys = [self.order_key(str(r.get('HID'))) for r in rows]
+        if after is not None:
+            keys.insert(0, self.order_key(after))
+        if any(a >= b for a, b in zip(keys, keys[1:])):
+            raise SourceDataError('Exact Online: ReceivablesList not in '
+                                  'HID order')
+
+    def order_key(self, external_id):
+        "HIDs are numbers: listed 9 before 10."
+        text = str(external_id)
+        return (0, int(text), '') if text.isdigit() else (1, 0, text)
+
+    def _by_id(self, path, key, ids, select, quote):
+        "Rows of ``path`` whose ``key`` is one of ``ids`` (gone: left out)."
+        rows = []
+        ids = list(ids)
+        for start in range(0, len(ids), FILTER_IDS):
+            chunk = ids[start:start + FILTER_IDS]
+            params = {'$filter': ' or '.join(f'{key} eq {quote(i)}'
+                                             for i in chunk),
+                      '$select': select}
+            following = path
+            while following:
+                found, following = self._results(self.get(following, params))
+                rows += found
+                params = None
+        return rows
+
+    def fetch_items(self, ids):
+        if not self.division:
+            self.validate()
+        ids = [i for i in ids if str(i).isdigit()]  # HIDs only
+        return self._by_id(
+            f'/api/v1/{self.division}/read/financial/ReceivablesList',
+            'HID', ids, RECEIVABLE_FIELDS, str)
+
+    def fetch_debtors(self, ids):
+        if not self.division:
+            self.validate()
+        ids = [i for i in ids if _GUID.match(str(i))]
+        return self._by_id(f'/api/v1/{self.division}/crm/Accounts', 'ID',
+                           ids, ACCOUNT_FIELDS, lambda i: f"guid'{i}'")
 
     # -- mapping -------------------------------------------------------
     def map(self, stream, records):

@@ -25,8 +25,12 @@ REST (``Authorization: Bearer``, ``Accept: application/json``):
   InvoiceDate, InvoiceNumber, JournalCode, JournalDescription, YourRef``),
   ordered by ``HID``; paid, fully credited and deleted entries are simply
   no longer listed.
+  ``$filter=HID eq 12 or HID eq 15`` reads entries by id (those no
+  longer open are simply not returned).
 * ``GET /api/v1/{division}/sync/CRM/Accounts?$filter=Timestamp gt 0L``:
   accounts in ``Timestamp`` order (a row version raised by every change).
+* ``GET /api/v1/{division}/crm/Accounts?$filter=ID eq guid'...' or ...``:
+  accounts by id.
 
 Pages hold ``page_size`` rows (default 1000) in ``{"d": {"results": [...],
 "__next": "<url>"}}``; ``__next`` carries ``$skiptoken`` = the last key, so
@@ -39,13 +43,17 @@ paging is keyset and nothing shifts when rows come or go. Dates are
 Control API (POST JSON /_control/<action>): ``authorize``, ``fail`` (500,
 429, timeout; ``op`` a path part), ``pay`` {hid, amount?}, ``add_invoice``
 {account, amount, currency?}, ``credit`` {hid}, ``delete`` {hid},
-``modify_account`` {id, name?, email?}, ``expire_tokens``, ``state``.
+``modify_account`` {id, name?, email?}, ``expire_tokens``, ``state``,
+``schedule`` {changes: [[at, kind, seed], ...]}: seeded changes (add, pay,
+credit, change, delete) applied at those data requests, as for the other
+simulators (``BaseSimulator.tick``).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import random
+import re
 import secrets
 import time
 import uuid
@@ -58,8 +66,16 @@ CLIENT_ID = '3f2a3b1c-0000-4000-8000-00000000e8ac'
 CLIENT_SECRET = 'sim-exact-client-secret'
 REDIRECT_URI = 'https://payt.example/exact/callback'
 DIVISION = 1234567
+#: the $filter forms the hub sends to read by id: ``HID eq 12`` and
+#: ``ID eq guid'...'``, joined by ``or``
+_BY_ID = re.compile(r"^(HID|ID) eq (?:(\d+)|guid'([0-9a-fA-F-]{36})')$")
 _NAMES = ['Jansen', 'de Vries', 'Bakker', 'Visser', 'Smit', 'Meijer',
           'de Boer', 'Mulder', 'de Groot', 'Bos', 'Vos', 'Peters']
+
+
+def parse_sim_date(text: str) -> dt.date:
+    millis = int(text[len('/Date('):].split(')')[0])
+    return dt.date(1970, 1, 1) + dt.timedelta(milliseconds=millis)
 
 
 def odata_date(value: dt.date) -> str:
@@ -201,6 +217,61 @@ class ExactSimulator(BaseSimulator):
             self.receivables.pop(int(hid))
         return {'hid': int(hid)}
 
+    def control_change(self, hid, days=7):
+        "The due date of an entry moved by ``days``."
+        with self.lock:
+            row = self.receivables[int(hid)]
+            due = parse_sim_date(row['DueDate']) + dt.timedelta(days=days)
+            row['DueDate'] = odata_date(due)
+        return {'hid': int(hid)}
+
+    def add_account(self):
+        with self.lock:
+            aid = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            n = len(self.accounts)
+            self.accounts[aid] = {
+                'ID': aid, 'Code': f'{20001 + n:>18}',
+                'Name': f'Nieuwe klant {n}', 'Email': None, 'Phone': None,
+                'AddressLine1': None, 'Postcode': None, 'City': None,
+                'Country': 'NL', 'VATNumber': None,
+                'ChamberOfCommerce': None, 'Language': 'NL',
+                'IsSales': True, 'Status': 'C',
+                'Timestamp': self._next_timestamp()}
+            return aid
+
+    def random_change(self, rng, kind):
+        """One change of ``kind`` (add, pay, credit, change, delete) chosen
+        with ``rng``; returns the HIDs (as text) of the entries touched."""
+        with self.lock:
+            hids = sorted(h for h, r in self.receivables.items()
+                          if r['Amount'] > 0)
+            if kind == 'add' or not hids:
+                account = (self.add_account() if rng.random() < 0.3
+                           else rng.choice(sorted(self.accounts)))
+                return [str(self.add_invoice(account, Decimal(
+                    rng.randrange(1000, 90000)) / 100))]
+            hid = rng.choice(hids)
+            row = self.receivables[hid]
+            if kind == 'pay':
+                self.control_pay(hid, rng.choice(
+                    [None, (row['Amount'] / 3).quantize(Decimal('0.01'))]))
+            elif kind == 'credit':
+                # an unlinked credit note: an entry of its own, negative
+                return [str(self.add_invoice(
+                    row['AccountId'], -(row['Amount'] / 2).quantize(
+                        Decimal('0.01')), row['CurrencyCode']))]
+            elif kind == 'change':
+                self.control_change(hid, rng.randrange(1, 30))
+            else:
+                self.control_delete(hid)
+            return [str(hid)]
+
+    def open_view(self):
+        """{HID as text: (open amount, currency)} as the ERP must show it."""
+        with self.lock:
+            return {str(h): (f'{r["Amount"]:.2f}', r['CurrencyCode'])
+                    for h, r in self.receivables.items() if r['Amount']}
+
     def control_modify_account(self, id, name=None, email=None):
         with self.lock:
             acc = self.accounts[id]
@@ -287,9 +358,29 @@ class ExactSimulator(BaseSimulator):
             return True, self._rate_headers(
                 self.rate_limit - len(window) - 1, reset)
 
-    def _page(self, environ, rows, key, path):
+    @staticmethod
+    def _by_id(query, key):
+        """The ids a ``$filter`` on ``key`` asks for (None: no filter);
+        ValueError for a filter the simulator does not know."""
+        text = query.get('$filter')
+        if text is None:
+            return None
+        wanted = set()
+        for part in text.split(' or '):
+            match = _BY_ID.match(part.strip())
+            if not match or match.group(1) != key:
+                raise ValueError(f'unsupported $filter {text[:80]!r}')
+            wanted.add(int(match.group(2)) if key == 'HID'
+                       else match.group(3).lower())
+        return wanted
+
+    def _page(self, environ, rows, key, path, by=None):
         query = {k: v[0] for k, v in parse_qs(
             environ.get('QUERY_STRING', '')).items()}
+        if by is not None:
+            wanted = self._by_id(query, by)
+            if wanted is not None:
+                rows = [r for r in rows if r[by] in wanted]
         after = query.get('$skiptoken')
         if after is not None:
             after = int(after) if key != 'ID' else after
@@ -327,11 +418,24 @@ class ExactSimulator(BaseSimulator):
             data = {'d': {'results': [{'CurrentDivision': DIVISION,
                                        'UserID': str(uuid.UUID(int=1))}]}}
         elif path == f'/api/v1/{DIVISION}/read/financial/ReceivablesList':
+            self.tick()
             with self.lock:
                 rows = [dict(self.receivables[h])
                         for h in sorted(self.receivables)]
-            data = self._page(environ, rows, 'HID', path)
+            try:
+                data = self._page(environ, rows, 'HID', path, by='HID')
+            except ValueError as exc:
+                return _error(start_response, '400 Bad Request', str(exc))
+        elif path == f'/api/v1/{DIVISION}/crm/Accounts':
+            self.tick()
+            with self.lock:
+                rows = [dict(self.accounts[a]) for a in sorted(self.accounts)]
+            try:
+                data = self._page(environ, rows, 'ID', path, by='ID')
+            except ValueError as exc:
+                return _error(start_response, '400 Bad Request', str(exc))
         elif path == f'/api/v1/{DIVISION}/sync/CRM/Accounts':
+            self.tick()
             query = parse_qs(environ.get('QUERY_STRING', ''))
             since = int((query.get('$filter') or ['Timestamp gt 0L'])[0]
                         .split()[-1].rstrip('L'))
