@@ -34,6 +34,7 @@ def build_demo(pool, seed=2026, progress=print):
     rng = random.Random(seed)
     today = pool.get('ir.date').today()
     euro = _euro(pool)
+    _dutch(pool)
     administrations = [_administration(pool, name, euro, iban)
         for name, iban in zip(ADMINISTRATIONS, DEMO_IBANS)]
     _users(pool, administrations)
@@ -80,6 +81,12 @@ def _administration(pool, name, euro, iban):
     administration, = Administration.create([{'company': company.id,
                 'iban': iban}])
     return administration
+
+
+def _dutch(pool):
+    "The back office can work in Dutch: the module's nl.po is loaded."
+    Lang = pool.get('ir.lang')
+    Lang.load_translations(Lang.search([('code', '=', 'nl')]))
 
 
 def _users(pool, administrations):
