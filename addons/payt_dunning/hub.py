@@ -742,7 +742,7 @@ class HubLink(
             for c, a in sorted((source.get('open') or {}).items())}
         in_step = (int(source.get('items') or 0) == len(state)
             and source_open == erp_open)
-        self._write_bookkeeping(link, {
+        self.__class__.write([link], {
                 'evidence_date': datetime.datetime.now(),
                 'source_items': int(source.get('items') or 0),
                 'source_open': _amounts(source_open),
@@ -757,14 +757,6 @@ class HubLink(
                         len(state), _amounts(erp_open) or '0'))[:1000])
         return {'in_step': in_step, 'erp_items': len(state),
             'erp_open': erp_open}
-
-    @classmethod
-    def _write_bookkeeping(cls, link, values):
-        """Write what the module books on a link (results, evidence): fields
-        read-only for clients, written here also when the hub's RPC call
-        runs with access checks."""
-        with without_check_access():
-            cls.write([link], values)
 
     @classmethod
     def _check_hub_user(cls):
@@ -874,7 +866,7 @@ class HubLink(
                     'failing_days': 0,
                     'items_imported': items,
                     })
-            self._write_bookkeeping(link, values)
+            self.__class__.write([link], values)
             link._import_recovered()
         else:
             message = scrub(message, *link._secrets())[:2000] or "unknown error"
@@ -891,7 +883,7 @@ class HubLink(
                         (link.consecutive_failures or 0) + 1,
                     'failing_days': failing_days,
                     })
-            self._write_bookkeeping(link, values)
+            self.__class__.write([link], values)
             threshold = Configuration.secrets()['failure_threshold']
             if failing_days >= threshold:
                 link._import_failing(message)

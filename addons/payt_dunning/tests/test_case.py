@@ -13,7 +13,7 @@ from decimal import Decimal as D
 from trytond.exceptions import UserError
 from trytond.model.exceptions import ValidationError
 from trytond.pool import Pool
-from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from .. import law
@@ -30,19 +30,6 @@ def fresh(record):
 
 class CaseTestCase(Outbound, unittest.TestCase):
     "Collection cases"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
-        # The case letters leave: to the print-and-mail simulator or by
-        # email to a catcher.
-        cls.start_outbound()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_outbound()
-        super().tearDownClass()
 
     def _setup(self, items=None, debtors=None):
         Administration = Pool().get('payt.administration')

@@ -20,7 +20,19 @@ from .tools import TODAY, create_administration, days, debtor, item
 
 class Outbound:
     """An SMTP catcher and the print-and-mail simulator, configured as the
-    module's outbound path for a test class."""
+    module's outbound path for a test class (the case letters of a run
+    leave through them)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        activate_module('payt_dunning')
+        cls.start_outbound()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_outbound()
+        super().tearDownClass()
 
     @classmethod
     def start_outbound(cls):
@@ -52,17 +64,6 @@ class Outbound:
 
 class CaseDeliveryTestCase(Outbound, unittest.TestCase):
     "Case letters delivered"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
-        cls.start_outbound()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_outbound()
-        super().tearDownClass()
 
     def _case(self, **address):
         "A consumer case with its 14-day letter due today."

@@ -5,7 +5,7 @@ import unittest
 
 from trytond import config
 from trytond.pool import Pool
-from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.tests.test_tryton import with_transaction
 
 from ..channel import SECTION
 from .test_case_delivery import Outbound
@@ -15,17 +15,6 @@ from .tools import TODAY, create_administration, days, debtor, item
 
 class BackoffTestCase(Outbound, unittest.TestCase):
     "Provider back-off"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
-        cls.start_outbound()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_outbound()
-        super().tearDownClass()
 
     def _administration(self):
         "First reminders by letter and by email."

@@ -5,7 +5,7 @@ import unittest
 from decimal import Decimal
 
 from trytond.pool import Pool
-from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.tests.test_tryton import with_transaction
 
 from .test_case_delivery import Outbound
 from .tools import (
@@ -30,18 +30,6 @@ def event_kinds(item_record):
 
 class RunTestCase(Outbound, unittest.TestCase):
     "The daily run"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
-        # Case letters opened by the run leave (test_case_delivery).
-        cls.start_outbound()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_outbound()
-        super().tearDownClass()
 
     def _import(self, administration, items, debtors=None):
         Administration = Pool().get('payt.administration')

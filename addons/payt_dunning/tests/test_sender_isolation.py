@@ -6,7 +6,7 @@ from unittest.mock import patch
 
 from trytond import backend
 from trytond.pool import Pool
-from trytond.tests.test_tryton import activate_module, with_transaction
+from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from .test_case_delivery import Outbound
@@ -15,17 +15,6 @@ from .tools import TODAY, create_administration, days, debtor, item
 
 class SenderIsolationTestCase(Outbound, unittest.TestCase):
     "Failures isolated"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
-        cls.start_outbound()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_outbound()
-        super().tearDownClass()
 
     def _administration(self, name, prefix):
         Administration = Pool().get('payt.administration')

@@ -5,7 +5,7 @@ import unittest
 
 from trytond import backend
 from trytond.pool import Pool
-from trytond.tests.test_tryton import DB_NAME, activate_module
+from trytond.tests.test_tryton import DB_NAME
 from trytond.transaction import Transaction
 
 from ..channel import run_sender
@@ -17,17 +17,6 @@ DEBTORS = 30
 
 class TwoSendersTestCase(Outbound, unittest.TestCase):
     "Concurrent senders"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
-        cls.start_outbound()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_outbound()
-        super().tearDownClass()
 
     def test_two_senders_each_message_once(self):
         "Two senders over the same pending emails: each arrives once"
