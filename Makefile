@@ -5,11 +5,15 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PG_URI ?= postgresql://postgres@127.0.0.1:5432/
+# The tests' sessions do not wait for the disk at each commit (the server
+# still applies every commit in order; only a crash of PostgreSQL itself
+# could lose the last ones): about 4 ms less per commit.
+PG_TEST_URI ?= $(PG_URI)?options=-c%20synchronous_commit%3Doff
 DB_CACHE_DIR := $(CURDIR)/var/db-cache
 TESTS := addons/payt_dunning/tests
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: demo test venv sao test-sqlite test-postgresql test-hub bench demo-reset clean
+.PHONY: demo test venv sao test-sqlite test-postgresql test-hub bench demo-reset clean screenshots
 
 demo: venv sao
 	scripts/demo.sh
@@ -35,11 +39,19 @@ test-sqlite: venv
 
 test-postgresql: venv
 	mkdir -p $(DB_CACHE_DIR)
-	TRYTOND_DATABASE__URI=$(PG_URI) DB_CACHE=$(DB_CACHE_DIR) \
+	TRYTOND_DATABASE__URI='$(PG_TEST_URI)' DB_CACHE=$(DB_CACHE_DIR) \
 		$(BIN)/python -m pytest -q --doctest-glob='scenario_*.rst' $(TESTS)
 
 test-hub: venv
 	$(BIN)/python -m pytest -q connectors/tests
+
+# Retake the README's screenshots (the browser tests, writing into docs/).
+screenshots: venv sao
+	mkdir -p $(DB_CACHE_DIR)
+	PAYT_SCREENSHOTS=$(CURDIR)/docs/screenshots DB_NAME=:memory: \
+		DB_CACHE=$(DB_CACHE_DIR) $(BIN)/python -m pytest -q \
+		$(TESTS)/test_journeys_browser.py $(TESTS)/test_browser.py \
+		$(TESTS)/test_portal_browser.py
 
 bench: venv
 	$(BIN)/python bench/bench_run.py --backend both

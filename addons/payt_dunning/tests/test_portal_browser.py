@@ -19,11 +19,9 @@ from decimal import Decimal
 
 from playwright.sync_api import sync_playwright
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
 from .test_portal import TODAY, PortalCase
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-SHOTS = REPO / 'docs' / 'screenshots'
 INSTALL = "apt-get install chromium"
 PHONE = {'width': 390, 'height': 844}
 DESKTOP = {'width': 1366, 'height': 900}
@@ -90,7 +88,7 @@ class PortalBrowserTestCase(PortalCase):
         return page
 
     def shot(self, page, name, keep=False):
-        "A screenshot; `keep` ones go to docs/screenshots for the README."
+        "A screenshot; `keep` ones go to SHOTS (`make screenshots`: the README)."
         folder = SHOTS if keep else pathlib.Path(self.server.database.folder)
         folder.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(folder / ('portal-%s.png' % name)),
