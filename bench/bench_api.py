@@ -249,7 +249,7 @@ bad record is reported under its number and the others are imported), then
 hands the valid ones to `import_batch` in one call: the difference to the
 baseline is that validation, the mapping of Payt's fields and the JSON of
 the per-record result.
-''' % (time.strftime('%%Y-%%m-%%d %%H:%%M UTC', time.gmtime()), command,
+''' % (time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), command,
         os.cpu_count(), platform.platform(), platform.python_version(),
         trytond.__version__, args.backend,
         ', '.join('%.2f' % l for l in load_start),
