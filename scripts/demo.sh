@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export TRYTOND_CONFIG=etc/demo.conf
 # SQLite wants an absolute path; the web root is made absolute alike.
 export TRYTOND_DATABASE__PATH="$PWD/var/demo" TRYTOND_WEB__ROOT="$PWD/var/sao"
+# The demo serves plain http on 127.0.0.1; oauthlib (the API's OAuth flow)
+# refuses that unless told. Production runs behind TLS without it.
+export OAUTHLIB_INSECURE_TRANSPORT=1
 DB=payt_demo
 BIN=.venv/bin
 ADMIN_PASSWORD=payt-admin-2026

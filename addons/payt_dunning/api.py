@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 from trytond.config import config
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
+from trytond.pool import Pool
 from trytond.protocols.wrappers import with_pool, with_transaction
 from trytond.transaction import Transaction
 from trytond.wsgi import app
@@ -102,10 +103,15 @@ class Access:
         self.user = token.user.id
         self.company = token.company.id
         self.administration = token.administration.id
+        granted = token.granted()
+        self.administrations = [a.id for a in granted]
         # The record rules see the companies of the user's current
-        # company: here the token's, while the user still belongs to it.
-        self.companies = [self.company] if self.company in [
-            c.id for c in token.user.companies] else []
+        # company: here the token's (an OAuth grant: all it covers), while
+        # the user still belongs to them.
+        mine = {c.id for c in token.user.companies}
+        self.companies = sorted({a.company.id for a in granted} & mine)
+        if self.company not in mine:
+            self.companies = []
 
     def context(self):
         "As the web client's RPC: access rights and record rules checked."
@@ -120,7 +126,7 @@ def _gate(request, pool, scope):
     if kind.lower() != 'bearer' or not value.strip():
         raise ApiError(401, 'unauthorized',
             "Missing bearer token in the Authorization header")
-    token = Token.find(value.strip())
+    token = Token.find(value.strip(), requested_administration(request))
     if not token:
         raise ApiError(401, 'unauthorized', "Invalid or revoked token")
     if token.over_rate_limit():
@@ -128,6 +134,16 @@ def _gate(request, pool, scope):
     if scope not in token.scope_list:
         raise forbidden("Missing permission: %s" % scope)
     return Access(token)
+
+
+def requested_administration(request):
+    "The administration_id of the query or the body, if any."
+    if request.args.get('administration_id'):
+        return request.args['administration_id']
+    try:
+        return body_of(request).get('administration_id')
+    except ApiError:
+        return None
 
 
 def endpoint(path, method, scope):
@@ -180,6 +196,10 @@ def body_of(request, lists=()):
     and resume): flat fields, and the `lists` as name[]=a&name[]=b."""
     if (request.content_length or 0) > MAX_BODY:
         raise malformed("The request body is too large")
+    # The gate reads administration_id first: parse a large batch once.
+    parsed = request.environ.get('payt.api.body')
+    if parsed is not None and not lists:
+        return parsed
     if request.mimetype == 'application/x-www-form-urlencoded':
         form = request.form
         body = {k: form.get(k) for k in form if not k.endswith(']')}
@@ -194,6 +214,7 @@ def body_of(request, lists=()):
         raise malformed("The body is not valid JSON: %s" % error)
     if not isinstance(body, dict):
         raise malformed("The body must be a JSON object")
+    request.environ['payt.api.body'] = body
     return body
 
 
@@ -219,6 +240,14 @@ def administration_of(pool, access, value):
     Administration = pool.get('payt.administration')
     administration = Administration(access.administration)
     Administration.read([administration.id], ['company'])
+    return administration
+
+
+def writing(administration):
+    """Lock the administration before the work, as import_batch will:
+    Tryton takes a lock by restarting the transaction, so taking it first
+    restarts before the batch is validated rather than after."""
+    administration.__class__.lock([administration])
     return administration
 
 
@@ -287,6 +316,29 @@ def id_list(request, name):
     return values
 
 
+def listing(request, pool, access, model, entity, filters=None,
+        domain=()):
+    """One page of the administration's records of model: `ids` and the
+    comma separated list parameters of filters ({parameter: field}), plus
+    domain; the paging of page()."""
+    administration = administration_of(pool, access,
+        request.args.get('administration_id'))
+    domain = [('administration', '=', administration.id)] + list(domain)
+    ids = id_list(request, 'ids')
+    if ids:
+        domain.append(('id', 'in', [int(i) for i in ids]))
+    for name, field in (filters or {}).items():
+        values = id_list(request, name)
+        if values:
+            if name.endswith('_ids') and not all(v.isdigit() for v in values):
+                raise malformed("%s must be a comma separated list of ids"
+                    % name)
+            if name.endswith('_ids'):
+                values = [int(v) for v in values]
+            domain.append((field, 'in', values))
+    return page(request, pool.get(model), domain, entity)
+
+
 def write_result(count, errors, warnings, status=201):
     return {'success': True, 'count': count, 'errors': errors,
         'warnings': warnings}, status
@@ -325,7 +377,7 @@ def administration_entity(administration):
 def list_administrations(request, pool, access):
     Administration = pool.get('payt.administration')
     return page(request, Administration,
-        [('id', '=', access.administration)], administration_entity)
+        [('id', 'in', access.administrations)], administration_entity)
 
 
 @endpoint('/v1/administrations/<administration_id>', 'GET',
@@ -425,6 +477,7 @@ def post_debtors(request, pool, access):
     records = records_of(body, 'debtors')
     administration = administration_of(pool, access,
         body.get('administration_id'))
+    writing(administration)
     stored = stored_by_external_id(Debtor, administration,
         [r.get('debtor_number') for r in records
             if isinstance(r.get('debtor_number'), str)])
@@ -449,29 +502,24 @@ def post_debtors(request, pool, access):
 
 @endpoint('/v1/debtors', 'GET', 'debtors:read')
 def list_debtors(request, pool, access):
-    Debtor = pool.get('payt.debtor')
-    administration = administration_of(pool, access,
-        request.args.get('administration_id'))
-    domain = [('administration', '=', administration.id)]
-    if id_list(request, 'ids'):
-        domain.append(('id', 'in', [int(i) for i in id_list(request,
-                        'ids')]))
-    if id_list(request, 'debtor_numbers'):
-        domain.append(('external_id', 'in',
-                id_list(request, 'debtor_numbers')))
-    return page(request, Debtor, domain, debtor_entity)
+    return listing(request, pool, access, 'payt.debtor', debtor_entity,
+        {'debtor_numbers': 'external_id'})
 
 
-def one(pool, model, access, request, id_, number_type):
-    "The record by internal id or, with identifier_type, by its number."
+def one(pool, model, access, request, id_, number_type,
+        administration_id=None):
+    """The record by internal id or, with identifier_type, by its number
+    (number_type None: by id only)."""
     Model = pool.get(model)
     administration = administration_of(pool, access,
-        request.args.get('administration_id'))
+        administration_id or request.args.get('administration_id'))
     domain = [('administration', '=', administration.id)]
-    if request.args.get('identifier_type') == number_type:
+    kind = request.args.get('identifier_type')
+    if kind and kind == number_type:
         domain.append(('external_id', '=', id_))
-    elif request.args.get('identifier_type'):
-        raise malformed("identifier_type must be %s or empty" % number_type)
+    elif kind:
+        raise malformed("identifier_type must be %s or empty"
+            % (number_type or 'id'))
     elif id_.isdigit():
         domain.append(('id', '=', int(id_)))
     else:
@@ -554,18 +602,76 @@ def payments_of(record):
 
 @endpoint('/v1/invoices', 'POST', 'invoices:write')
 def post_invoices(request, pool, access):
-    Debtor = pool.get('payt.debtor')
     body = body_of(request)
     records = records_of(body, 'invoices')
     administration = administration_of(pool, access,
         body.get('administration_id'))
-    importer = BatchImporter(administration)
-    known = set(stored_by_external_id(Debtor, administration,
-            {r.get('debtor_number') for r in records
-                if isinstance(r.get('debtor_number'), str)}))
-    batch, payments, errors, warnings = [], [], {}, {}
+    writing(administration)
+    return upsert_invoices(pool, administration,
+        [(invoice_key(r, i), r) for i, r in enumerate(records)], {})
+
+
+@endpoint('/v1/invoices', 'PATCH', 'invoices:write')
+def patch_invoices(request, pool, access):
+    """Update stored invoices: the fields sent, the others as stored; an
+    unknown invoice_number is an error of that record (PATCH creates
+    nothing). The merged invoices take the path of POST."""
+    Item = pool.get('payt.item')
+    body = body_of(request)
+    records = records_of(body, 'invoices')
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    writing(administration)
+    stored = stored_by_external_id(Item, administration,
+        [r.get('invoice_number') for r in records
+            if isinstance(r.get('invoice_number'), str)])
+    merged, errors = [], {}
     for index, record in enumerate(records):
-        key = str(record.get('invoice_number') or '#%s' % index)
+        key = invoice_key(record, index)
+        item = stored.get(record.get('invoice_number'))
+        if item is None:
+            errors[key] = ["invoice_number %s is not an invoice of the "
+                "administration" % record.get('invoice_number')]
+            continue
+        merged.append((key, dict(stored_invoice(item), **record)))
+    if not merged:
+        return write_result(0, errors, {}, status=200)
+    body, _ = upsert_invoices(pool, administration, merged, errors)
+    return body, 200
+
+
+def invoice_key(record, index):
+    return str(record.get('invoice_number') or '#%s' % index)
+
+
+def stored_invoice(item):
+    "A stored item as the Payt invoice that would have written it."
+    return {
+        'invoice_number': item.external_id,
+        'debtor_number': item.debtor.external_id,
+        'currency_code': item.currency.code,
+        'description': item.description,
+        'invoice_date': day(item.invoice_date),
+        'due_date': day(item.due_date),
+        'amount_total': money(item.amount),
+        'amount_open': money(item.open_amount),
+        'book_amount_total': money(item.amount),
+        'book_amount_open': money(item.open_amount),
+        }
+
+
+def upsert_invoices(pool, administration, records, errors):
+    """Import the (key, Payt invoice) records through import_batch, each
+    validated alone first; the write result, errors merged in."""
+    Debtor = pool.get('payt.debtor')
+    importer = BatchImporter(administration)
+    # By SQL, as the importer reads them: building 1,000 ORM records costs
+    # more than the import (ModelStorage checks every id it is given).
+    known = set(importer._stored(Debtor, [],
+            {r.get('debtor_number') for _, r in records
+                if isinstance(r.get('debtor_number'), str)}))
+    batch, payments, warnings = [], [], {}
+    for key, record in records:
         missing = [f for f in INVOICE_REQUIRED if record.get(f) in (
                 None, '')]
         if missing:
@@ -595,25 +701,15 @@ def post_invoices(request, pool, access):
 
 @endpoint('/v1/invoices', 'GET', 'invoices:read')
 def list_invoices(request, pool, access):
-    Item = pool.get('payt.item')
-    administration = administration_of(pool, access,
-        request.args.get('administration_id'))
-    domain = [('administration', '=', administration.id)]
+    domain = []
     paid = request.args.get('paid')
     if paid in ('true', 'false'):
         domain.append(('state', '=' if paid == 'true' else '!=', 'paid'))
     elif paid is not None:
         raise malformed("paid must be true or false")
-    if id_list(request, 'ids'):
-        domain.append(('id', 'in', [int(i) for i in id_list(request,
-                        'ids')]))
-    if id_list(request, 'invoice_numbers'):
-        domain.append(('external_id', 'in',
-                id_list(request, 'invoice_numbers')))
-    if id_list(request, 'debtor_numbers'):
-        domain.append(('debtor.external_id', 'in',
-                id_list(request, 'debtor_numbers')))
-    return page(request, Item, domain, invoice_entity)
+    return listing(request, pool, access, 'payt.item', invoice_entity,
+        {'invoice_numbers': 'external_id',
+            'debtor_numbers': 'debtor.external_id'}, domain)
 
 
 @endpoint('/v1/invoices/<id_>', 'GET', 'invoices:read')
@@ -695,17 +791,434 @@ def payment_entity(payment):
 
 @endpoint('/v1/payments', 'GET', 'payments:read')
 def list_payments(request, pool, access):
-    Payment = pool.get('payt.payment')
+    return listing(request, pool, access, 'payt.payment', payment_entity,
+        {'invoice_numbers': 'item.external_id'})
+
+
+# ------------------------------------------------------ deleted invoices
+
+DELETED_DAYS = 90
+
+
+def deleted_entity(event):
+    item = event.item
+    return {
+        'id': str(item.id),
+        'administration_id': str(item.administration.id),
+        'debtor_id': str(item.debtor.id),
+        'invoice_number': item.number or item.external_id,
+        'origin_identifier': item.external_id,
+        'deleted_at': timestamp(event.create_date),
+        }
+
+
+@endpoint('/v1/invoices/deleted', 'GET', 'invoices:read')
+def deleted_invoices(request, pool, access):
+    """Items are never deleted: one the source no longer lists is closed
+    (importer._close, the event msg_event_closed_not_open). Those closings
+    of the last 90 days, of items still closed; paged by the event."""
+    Event = pool.get('payt.event')
     administration = administration_of(pool, access,
         request.args.get('administration_id'))
-    domain = [('administration', '=', administration.id)]
-    if id_list(request, 'ids'):
-        domain.append(('id', 'in', [int(i) for i in id_list(request,
-                        'ids')]))
-    if id_list(request, 'invoice_numbers'):
-        domain.append(('item.external_id', 'in',
-                id_list(request, 'invoice_numbers')))
-    return page(request, Payment, domain, payment_entity)
+    if not request.args.get('deleted_after'):
+        raise malformed("deleted_after is required")
+    since = max(parse_timestamp(request.args['deleted_after'],
+            'deleted_after'), datetime.datetime.utcnow()
+        - datetime.timedelta(days=DELETED_DAYS))
+    domain = [('item.administration', '=', administration.id),
+        ('item.state', '=', 'paid'),
+        ('text_key', '=', 'msg_event_closed_not_open'),
+        ('create_date', '>', since)]
+    if request.args.get('deleted_before'):
+        domain.append(('create_date', '<', parse_timestamp(
+                    request.args['deleted_before'], 'deleted_before')))
+    return page(request, Event, domain, deleted_entity)
+
+
+# --------------------------------------------------------- payment plans
+
+def midnight(value):
+    "A date as the timestamp of its start (UTC)."
+    return value.isoformat() + 'T00:00:00Z' if value else None
+
+
+def user_entity(user):
+    return {'id': str(user.id), 'name': user.name,
+        'email_address': user.email} if user else None
+
+
+def plan_entity(plan):
+    ended = plan.state in ('cancelled', 'broken', 'completed')
+    rejected = plan.state == 'cancelled' and not plan.start_datetime
+    return {
+        'id': str(plan.id),
+        'administration_id': str(plan.administration.id),
+        'debtor_id': str(plan.debtor.id),
+        'active': plan.state == 'running',
+        'auto_activated': False,
+        'reason': plan.request_note,
+        'proposed_at': timestamp(plan.create_date) if plan.requested
+        else None,
+        'approved_at': timestamp(plan.start_datetime),
+        'rejected_at': updated(plan) if rejected else None,
+        'rejected_by_user': user_entity(plan.write_uid) if rejected
+        else None,
+        'deactivated_at': midnight(plan.end_date) if ended and not rejected
+        else None,
+        'created_at': timestamp(plan.create_date),
+        'updated_at': updated(plan),
+        'public_url': None,
+        'payment_terms': [{
+                'id': str(term.id),
+                'total_amount': money(term.amount),
+                'amount_due': money(term.amount - (term.paid_amount or 0)),
+                'due_date': day(term.due_date),
+                'payment_date': None,
+                } for term in sorted(plan.terms,
+                key=lambda t: (t.due_date, t.id))],
+        }
+
+
+@endpoint('/v1/payment_plans', 'GET', 'payment_plans:read')
+def list_plans(request, pool, access):
+    return listing(request, pool, access, 'payt.plan', plan_entity,
+        {'debtor_numbers': 'debtor.external_id'})
+
+
+@endpoint('/v1/payment_plans/<id_>', 'GET', 'payment_plans:read')
+def get_plan(request, pool, access, id_):
+    plan = one(pool, 'payt.plan', access, request, id_, None)
+    return select(plan_entity(plan), fields_of(request)), 200
+
+
+def plan_terms(body):
+    "The terms of the request as [(due_date, Decimal amount)], or 422."
+    terms = body.get('terms')
+    if not isinstance(terms, list) or not terms or len(terms) > 120:
+        raise malformed("terms must be a list of 1 to 120 terms")
+    result = []
+    for term in terms:
+        try:
+            amount = Decimal(str(term['amount']))
+            due = datetime.date.fromisoformat(term['due_date'])
+        except (TypeError, KeyError, ValueError, ArithmeticError):
+            raise malformed("every term needs amount (a number) and "
+                "due_date (YYYY-MM-DD)")
+        if not amount.is_finite():
+            raise malformed("term amounts must be numbers")
+        result.append((due, amount))
+    return result
+
+
+def plan_lines(pool, administration, body):
+    "(debtor, lines) of the invoices and credit cases named, or 422."
+    Item = pool.get('payt.item')
+    Case = pool.get('payt.case')
+    numbers = body.get('invoice_numbers') or []
+    case_numbers = body.get('credit_case_numbers') or []
+    for name, values in [('invoice_numbers', numbers),
+            ('credit_case_numbers', case_numbers)]:
+        if not isinstance(values, list) or not all(
+                isinstance(v, str) for v in values):
+            raise malformed("%s must be a list of strings" % name)
+    if body.get('invoice_identifiers'):
+        raise malformed("invoice_identifiers are not stored; "
+            "use invoice_numbers")
+    items = stored_by_external_id(Item, administration, numbers)
+    cases = Case.search([('administration', '=', administration.id),
+            ('id', 'in', [int(n) for n in case_numbers if n.isdigit()])])
+    missing = [n for n in numbers if n not in items] + [
+        n for n in case_numbers if n not in {str(c.id) for c in cases}]
+    if missing:
+        raise malformed("not found in the administration: %s"
+            % ', '.join(missing))
+    if not items and not cases:
+        raise malformed("invoice_numbers or credit_case_numbers is required")
+    debtors = {i.debtor for i in items.values()} | {c.debtor for c in cases}
+    if len(debtors) != 1:
+        raise malformed("a payment plan covers the invoices of one debtor")
+    in_case = [i.external_id for i in items.values() if i.case]
+    if in_case:
+        raise malformed("invoices %s are part of a credit case: name the "
+            "case" % ', '.join(in_case))
+    lines = [{'item': i.id, 'amount': i.open_amount}
+        for i in items.values()]
+    lines += [{'case': c.id, 'amount': c.remaining_total} for c in cases]
+    return debtors.pop(), lines
+
+
+@endpoint('/v1/payment_plans', 'POST', 'payment_plans:write')
+def post_plan(request, pool, access):
+    """An approved (running) plan with the terms as sent, started as the
+    Start button does: the terms must add up to what the lines cover."""
+    Plan = pool.get('payt.plan')
+    body = body_of(request)
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    terms = plan_terms(body)
+    debtor, lines = plan_lines(pool, administration, body)
+    plan, = Plan.create([{
+                'company': administration.company.id,
+                'administration': administration.id,
+                'debtor': debtor.id,
+                'number_of_terms': len(terms),
+                'start_date': min(d for d, _ in terms),
+                'frequency': 'custom', 'split': 'manual',
+                'lines': [('create', lines)],
+                'terms': [('create', [{'due_date': d, 'amount': a}
+                            for d, a in terms])],
+                }])
+    Plan.start([plan])
+    return plan_entity(Plan(plan.id)), 201
+
+
+def plan_action(request, pool, access, id_, states, action):
+    "The plan in one of states, after the workflow button action."
+    Plan = pool.get('payt.plan')
+    body = body_of(request) if request.content_length else {}
+    if 'administration_id' not in body:
+        body['administration_id'] = request.args.get('administration_id')
+    administration_of(pool, access, body['administration_id'])
+    plan = one(pool, 'payt.plan', access, request, id_, None,
+        administration_id=body['administration_id'])
+    if (plan.state, plan.requested) not in states:
+        raise malformed("payment plan %s is %s" % (plan.id, plan.state))
+    getattr(Plan, action)([plan])
+    return select(plan_entity(Plan(plan.id)), fields_of(request)), 200
+
+
+@endpoint('/v1/payment_plans/<id_>/approve', 'PATCH', 'payment_plans:write')
+def approve_plan(request, pool, access, id_):
+    "A plan the debtor proposed (in the portal) starts."
+    return plan_action(request, pool, access, id_, [('draft', True)],
+        'start')
+
+
+@endpoint('/v1/payment_plans/<id_>/reject', 'PATCH', 'payment_plans:write')
+def reject_plan(request, pool, access, id_):
+    return plan_action(request, pool, access, id_, [('draft', True)],
+        'cancel')
+
+
+@endpoint('/v1/payment_plans/<id_>/deactivate', 'PATCH',
+    'payment_plans:write')
+def deactivate_plan(request, pool, access, id_):
+    "A running plan ends: its pauses are lifted, the flow resumes."
+    return plan_action(request, pool, access, id_,
+        [('running', True), ('running', False)], 'cancel')
+
+
+# -------------------------------------------------------------- messages
+
+def message_entity(message):
+    incoming = message.direction == 'in'
+    return {
+        'id': str(message.id),
+        'administration_id': str(message.administration.id),
+        'debtor_id': str(message.debtor.id),
+        'invoice_id': str(message.item.id) if message.item else None,
+        'credit_case_id': str(message.case.id) if message.case else None,
+        'sender_type': 'debtor' if incoming else 'creditor',
+        'subject': None,
+        'content': message.body,
+        'sent_at': None if incoming else timestamp(message.sent_at),
+        'received_at': timestamp(message.sent_at) if incoming else None,
+        'read_at': timestamp(message.read_at),
+        'read_by_user': user_entity(message.read_by),
+        'updated_at': updated(message),
+        }
+
+
+@endpoint('/v1/messages', 'GET', 'messages:read')
+def list_messages(request, pool, access):
+    return listing(request, pool, access, 'payt.message', message_entity,
+        {'debtor_ids': 'debtor', 'invoice_ids': 'item',
+            'credit_case_ids': 'case'})
+
+
+@endpoint('/v1/messages/<id_>', 'GET', 'messages:read')
+def get_message(request, pool, access, id_):
+    message = one(pool, 'payt.message', access, request, id_, None)
+    return select(message_entity(message), fields_of(request)), 200
+
+
+def message_target(pool, administration, body):
+    "{debtor, item, case} of the message, by number; 422 or 404."
+    names = [n for n in ('invoice_number', 'credit_case_number',
+            'debtor_number') if body.get(n)]
+    if not names:
+        raise malformed("debtor_number, invoice_number or "
+            "credit_case_number is required")
+    name = names[0]
+    value = str(body[name])
+    model, field = {'invoice_number': ('payt.item', 'external_id'),
+        'credit_case_number': ('payt.case', 'id'),
+        'debtor_number': ('payt.debtor', 'external_id')}[name]
+    if field == 'id' and not value.isdigit():
+        raise not_found("No credit case %s" % value)
+    records = pool.get(model).search([
+            ('administration', '=', administration.id),
+            (field, '=', int(value) if field == 'id' else value)], limit=1)
+    if not records:
+        raise not_found("No %s %s in administration %s"
+            % (name.replace('_number', ''), value, administration.id))
+    record, = records
+    return {'payt.item': lambda: {'debtor': record.debtor.id,
+            'item': record.id},
+        'payt.case': lambda: {'debtor': record.debtor.id, 'case': record.id},
+        'payt.debtor': lambda: {'debtor': record.id}}[model]()
+
+
+@endpoint('/v1/messages', 'POST', 'messages:write')
+def post_message(request, pool, access):
+    """A message to the debtor, as written in the client: on the item's
+    timeline and emailed with the portal link. We keep one text: the
+    subject is its first line."""
+    Message = pool.get('payt.message')
+    body = body_of(request)
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    message = body.get('message')
+    if not isinstance(message, dict) or not all(
+            isinstance(message.get(f), str) and message[f].strip()
+            for f in ('subject', 'body')):
+        raise malformed("message needs a subject and a body")
+    values = message_target(pool, administration, body)
+    record, = Message.create([dict(values,
+                administration=administration.id, direction='out',
+                body='%s\n\n%s' % (message['subject'].strip(),
+                    message['body']))])
+    return message_entity(Message(record.id)), 200
+
+
+# ---------------------------------------------------------- credit cases
+
+def case_entity(case):
+    letters = {l.step: l.date for l in case.letters}
+    costs = case.costs_amount or 0
+    interest = case.interest_amount or 0
+    lines = Pool().get('payt.plan.line').search([('case', '=', case.id),
+            ('plan.state', '=', 'running')], limit=1)
+    plan = str(lines[0].plan.id) if lines else None
+    return {
+        'id': str(case.id),
+        'administration_id': str(case.administration.id),
+        'debtor_id': str(case.debtor.id),
+        'case_number': str(case.id),
+        'credit_case_number': case.rec_name,
+        'currency_code': case.company.currency.code,
+        'total_amount': money(case.principal + costs + interest),
+        'open_amount': money(case.remaining_total),
+        'debt_collection_costs': money(costs),
+        'interest_costs': money(interest),
+        'open_interest_and_collection_costs': money(
+            (case.remaining_costs or 0) + (case.remaining_interest or 0)),
+        'payment_plan_id': plan,
+        'active_payment_plan_id': plan,
+        'started_at': midnight(case.date),
+        'notice_of_default_at': midnight(letters.get('notice_of_default')),
+        'forwarded_to_bailiff_at': midnight(case.state_date)
+        if case.state == 'handed_over' else None,
+        'deactivated_at': midnight(case.state_date)
+        if case.state == 'closed' else None,
+        'paused_at': None,
+        'labels': [],
+        'public_url': None,
+        'updated_at': updated(case),
+        }
+
+
+@endpoint('/v1/credit_cases', 'GET', 'credit_cases:read')
+def list_cases(request, pool, access):
+    return listing(request, pool, access, 'payt.case', case_entity)
+
+
+@endpoint('/v1/credit_cases/<id_>', 'GET', 'credit_cases:read')
+def get_case(request, pool, access, id_):
+    case = one(pool, 'payt.case', access, request, id_, None)
+    return select(case_entity(case), fields_of(request)), 200
+
+
+# ------------------------------------------------------ psp transactions
+
+# Mollie's statuses -> Payt's; a paid payment refunded or charged back
+# reports that instead (psp_status).
+PSP_STATUS = {'created': 'pending', 'open': 'pending',
+    'pending': 'processing', 'authorized': 'processing', 'paid': 'paid',
+    'failed': 'failed', 'expired': 'cancelled', 'canceled': 'cancelled'}
+PSP_METHOD = {'directdebit': 'direct_debit'}
+
+
+def psp_status(payment):
+    if payment.status == 'paid' and payment.amount_charged_back:
+        return 'charged_back'
+    if payment.status == 'paid' and payment.amount_refunded:
+        return 'refunded'
+    return PSP_STATUS.get(payment.status, 'pending')
+
+
+def psp_status_domain(statuses):
+    "The domain of Payt statuses, on Mollie's status and amounts."
+    none = lambda f: ['OR', (f, '=', None), (f, '=', 0)]
+    clauses = ['OR']
+    for status in statuses:
+        ours = [k for k, v in PSP_STATUS.items() if v == status]
+        if status == 'charged_back':
+            clauses.append([('status', '=', 'paid'),
+                    ('amount_charged_back', '>', 0)])
+        elif status == 'refunded':
+            clauses.append([('status', '=', 'paid'),
+                    ('amount_refunded', '>', 0),
+                    none('amount_charged_back')])
+        elif status == 'paid':
+            clauses.append([('status', '=', 'paid'),
+                    none('amount_refunded'), none('amount_charged_back')])
+        elif ours:
+            clauses.append(('status', 'in', ours))
+        else:
+            raise malformed("unknown status %s" % status)
+    return [clauses]
+
+
+def psp_entity(payment):
+    amount = money(payment.amount)
+    return {
+        'id': str(payment.id),
+        'administration_id': str(payment.administration.id),
+        'debtor_id': str(payment.debtor.id),
+        'invoice_ids': [str(l.item.id) for l in payment.lines],
+        'currency_code': payment.currency.code,
+        'amount': amount,
+        'book_amount': amount,
+        'payment_method': PSP_METHOD.get(payment.method, payment.method)
+        or 'unknown',
+        'status': psp_status(payment),
+        'reversal_code': None,
+        'bank_account_name': None,
+        'bank_account_number': None,
+        'paid_at': timestamp(payment.paid_at),
+        'updated_at': updated(payment),
+        }
+
+
+@endpoint('/v1/psp_transactions', 'GET', 'psp_transactions:read')
+def list_psp(request, pool, access):
+    domain = []
+    statuses = id_list(request, 'statuses')
+    if statuses:
+        domain += psp_status_domain(statuses)
+    methods = id_list(request, 'payment_methods')
+    if methods:
+        back = {v: k for k, v in PSP_METHOD.items()}
+        domain.append(('method', 'in', [back.get(m, m) for m in methods]))
+    return listing(request, pool, access, 'payt.online.payment',
+        psp_entity, domain=domain)
+
+
+@endpoint('/v1/psp_transactions/<id_>', 'GET', 'psp_transactions:read')
+def get_psp(request, pool, access, id_):
+    payment = one(pool, 'payt.online.payment', access, request, id_, None)
+    return select(psp_entity(payment), fields_of(request)), 200
 
 
 # --------------------------------------------------------------- openapi

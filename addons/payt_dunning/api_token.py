@@ -22,7 +22,9 @@ from .portal import hash_token
 
 # Scopes as Payt names them (<resource>:<action>); those the API serves.
 SCOPES = ['administrations:read', 'debtors:read', 'debtors:write',
-    'invoices:read', 'invoices:write', 'payments:read']
+    'invoices:read', 'invoices:write', 'payments:read', 'payment_plans:read',
+    'payment_plans:write', 'messages:read', 'messages:write',
+    'credit_cases:read', 'psp_transactions:read']
 DEFAULT_SCOPES = ' '.join(SCOPES)
 RATE_PER_SECOND = 10
 
@@ -44,6 +46,13 @@ class ApiToken(ModelSQL, ModelView):
         help="Space separated, e.g. invoices:read invoices:write.")
     prefix = fields.Char("Token Starts With", readonly=True)
     token_hash = fields.Char("Token Hash", required=True, readonly=True)
+    application = fields.Many2One('payt.api.application', "Application",
+        readonly=True, ondelete='CASCADE',
+        help="Granted to this application (OAuth); empty: a static token.")
+    expires = fields.Timestamp("Expires", readonly=True)
+    refresh_hash = fields.Char("Refresh Token Hash", readonly=True)
+    refresh_expires = fields.Timestamp("Refresh Token Expires",
+        readonly=True)
     revoked = fields.Boolean("Revoked", readonly=True)
     revoked_at = fields.DateTime("Revoked At", readonly=True)
     state = fields.Function(fields.Selection([
@@ -88,15 +97,30 @@ class ApiToken(ModelSQL, ModelView):
         return record, token
 
     @classmethod
-    def find(cls, token):
-        "The active token record of this bearer token, or None."
+    def find(cls, token, administration=None):
+        """The active token record of this bearer token, or None: the row
+        of the administration asked for, when the token (an OAuth grant)
+        has one per administration."""
         if not token or len(token) > 200:
             return None
         records = cls.search([
                 ('token_hash', '=', hash_token(token)),
                 ('revoked', '=', False),
-                ], limit=1)
+                ['OR', ('expires', '=', None),
+                    ('expires', '>', datetime.datetime.now())],
+                ], order=[('id', 'ASC')])
+        for record in records:
+            if str(record.administration.id) == str(administration):
+                return record
         return records[0] if records else None
+
+    def granted(self):
+        "The administrations of this token (an OAuth grant: several)."
+        if not self.application:
+            return [self.administration]
+        return [t.administration for t in self.search([
+                    ('token_hash', '=', self.token_hash),
+                    ('revoked', '=', False)], order=[('id', 'ASC')])]
 
     @classmethod
     @ModelView.button

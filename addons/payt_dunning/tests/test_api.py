@@ -6,11 +6,17 @@ payt-openapi-v1.json), httpx over HTTP.
 
 Covers: debtors and 1,000 invoices upserted, block and resume, cursor
 paging with updated_after, payments, 401/403/422/429, and isolation: a
-token of one administration sees and changes nothing of another."""
+token of one administration sees and changes nothing of another. Then
+(administration C) invoice updates, deleted invoices, payment plans
+(created, proposed and approved, rejected, deactivated), messages, credit
+cases and PSP transactions, each also refused to another administration's
+token."""
 import datetime
+import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 import unittest
@@ -31,7 +37,7 @@ euro, = Currency.search([('code', '=', 'EUR')])
 groups = [ModelData.get_id('payt_dunning', 'group_payt'),
     ModelData.get_id('payt_dunning', 'group_payt_consultant')]
 result = {}
-for name in ['A', 'B']:
+for name in ['A', 'B', 'C']:
     party, = Party.create([{'name': 'Administration %s BV' % name}])
     company, = Company.create([{'party': party.id, 'currency': euro.id}])
     user, = User.create([{'name': 'Consultant ' + name,
@@ -74,7 +80,402 @@ def invoice(number, debtor, amount='121.00', open_amount=None, days=10):
         }
 
 
-class ApiTestCase(unittest.TestCase):
+class ResourceTests:
+    """Invoice updates, deleted invoices, plans, messages, cases and PSP
+    transactions, in administration C (mixed into ApiTestCase: one server)"""
+
+    def c(self):
+        return self.client('C')
+
+    def seed(self, debtor, numbers, **kwargs):
+        "A debtor of C with invoices, through the API."
+        client = self.c()
+        self.post_debtors(client, 'C', [debtor])
+        response = self.call(client, 'POST', '/v1/invoices', json={
+                'administration_id': self.administration('C'),
+                'invoices': [invoice(n, debtor, **kwargs) for n in numbers]})
+        self.assertEqual(response.json()['count'], len(numbers),
+            response.text)
+        return {n: self.invoice_of(n)['id'] for n in numbers}
+
+    def invoice_of(self, number, name='C'):
+        response = self.call(self.client(name), 'GET', '/v1/invoices/'
+            + number, params={'administration_id': self.administration(name),
+                'identifier_type': 'invoice_number'})
+        self.assertEqual(response.status_code, 200, response.text)
+        return response.json()
+
+    def as_admin(self, code):
+        "Python in the database, as the accounting package or portal would."
+        out = self.database.python(
+            "Administration = pool.get('payt.administration')\n"
+            "Item = pool.get('payt.item')\n"
+            "administration = Administration(%s)\n%s"
+            % (self.administration('C'), code))
+        return json.loads(out.strip().splitlines()[-1]) if out.strip() else (
+            None)
+
+    def params(self, **kwargs):
+        return dict(kwargs, administration_id=self.administration('C'))
+
+    def test_patch_invoices(self):
+        "PATCH updates the fields sent, per record; unknown numbers fail"
+        self.seed('PA', ['PA-1', 'PA-2'])
+        response = self.call(self.c(), 'PATCH', '/v1/invoices', json={
+                'administration_id': self.administration('C'),
+                'invoices': [
+                    {'invoice_number': 'PA-1', 'amount_open': '50.00'},
+                    {'invoice_number': 'PA-2', 'due_date': 'tomorrow'},
+                    {'invoice_number': 'NOPE', 'amount_open': '1.00'}]})
+        self.assertEqual(response.status_code, 200, response.text)
+        body = response.json()
+        self.assertEqual(body['count'], 1)
+        self.assertEqual(sorted(body['errors']), ['NOPE', 'PA-2'])
+        updated = self.invoice_of('PA-1')
+        self.assertEqual((updated['open_amount'], updated['total_amount'],
+                updated['description']), ('50.00', '121.00', 'Invoice PA-1'))
+        self.assertEqual(self.invoice_of('PA-2')['due_date'],
+            invoice('PA-2', 'PA')['due_date'])
+        self.assertIsNone(self.call(self.c(), 'GET', '/v1/invoices/NOPE',
+                params=self.params(identifier_type='invoice_number')
+                ).json().get('id'))
+
+        # Malformed: nothing processed.
+        for body in [{'administration_id': self.administration('C'),
+                    'invoices': {'invoice_number': 'PA-1'}},
+                {'administration_id': self.administration('C'),
+                    'invoices': [{'invoice_number': 'PA-1'}] * 1001}]:
+            response = self.call(self.c(), 'PATCH', '/v1/invoices',
+                json=body)
+            self.assertEqual(response.status_code, 422, response.text)
+        # Another administration's token changes nothing of C.
+        response = self.call(self.client('A'), 'PATCH', '/v1/invoices',
+            json={'administration_id': self.administration('C'),
+                'invoices': [{'invoice_number': 'PA-1',
+                        'amount_open': '0.00'}]})
+        self.assertEqual(response.status_code, 403)
+        response = self.call(self.client('A'), 'PATCH', '/v1/invoices',
+            json={'administration_id': self.administration('A'),
+                'invoices': [{'invoice_number': 'PA-1',
+                        'amount_open': '0.00'}]})
+        self.assertEqual(list(response.json()['errors']), ['PA-1'])
+        self.assertEqual(self.invoice_of('PA-1')['open_amount'], '50.00')
+
+    def test_deleted_invoices(self):
+        "An invoice the package no longer has is listed as deleted"
+        before = datetime.datetime.utcnow().isoformat() + 'Z'
+        ids = self.seed('DE', ['DE-1', 'DE-2'])
+        # As the hub's sync: the importer locks the administration first
+        # (what the server's transaction retry would do).
+        self.as_admin(
+            "with Transaction().new_transaction(_lock_records={"
+            "'payt_administration': [administration.id]}) as t:\n"
+            "    Administration.import_batch(administration.id,"
+            " {'closed_items': ['DE-1']})\n"
+            "    t.commit()")
+        response = self.call(self.c(), 'GET', '/v1/invoices/deleted',
+            params=self.params(deleted_after=before))
+        self.assertEqual(response.status_code, 200, response.text)
+        data = response.json()['data']
+        self.assertEqual([(d['id'], d['invoice_number']) for d in data],
+            [(ids['DE-1'], 'DE-1')])
+        self.assertTrue(data[0]['deleted_at'].endswith('Z'))
+        self.assertEqual(self.call(self.c(), 'GET', '/v1/invoices/deleted',
+                params=self.params(deleted_after=data[0]['deleted_at'])
+                ).json()['data'], [])
+        self.assertEqual(self.call(self.c(), 'GET', '/v1/invoices/deleted',
+                params=self.params()).status_code, 422)
+        response = self.call(self.client('A'), 'GET',
+            '/v1/invoices/deleted', params={'deleted_after': before,
+                'administration_id': self.administration('A')})
+        self.assertEqual(response.json()['data'], [])
+
+    def propose(self, numbers, note):
+        "A plan the debtor proposes in the portal; its id."
+        return str(self.as_admin(
+            "Plan = pool.get('payt.plan')\n"
+            "items = Item.search([('external_id', 'in', %r)])\n"
+            "plan = Plan.create_for(items[0].debtor, items, [], 1,"
+            " Plan.earliest_start_date(3), requested=True,"
+            " request_note=%r)\n"
+            "print(plan.id)" % (numbers, note)))
+
+    def test_payment_plans(self):
+        "Create a plan, approve or reject a proposed one, deactivate"
+        client = self.c()
+        self.seed('PL', ['PL-1', 'PL-2', 'PL-3', 'PL-4'])
+        due = TODAY + datetime.timedelta(days=10)
+        terms = [{'amount': 121.0, 'due_date': due.isoformat()},
+            {'amount': 121.0, 'due_date': (due + datetime.timedelta(30)
+                    ).isoformat()}]
+        response = self.call(client, 'POST', '/v1/payment_plans', json={
+                'administration_id': self.administration('C'),
+                'invoice_numbers': ['PL-1', 'PL-2'], 'terms': terms})
+        self.assertEqual(response.status_code, 201, response.text)
+        plan = response.json()
+        self.assertTrue(plan['active'])
+        self.assertTrue(plan['approved_at'])
+        self.assertEqual([(t['total_amount'], t['due_date'])
+                for t in plan['payment_terms']],
+            [('121.00', t['due_date']) for t in terms])
+        self.assertTrue(self.invoice_of('PL-1')['paused_by_user'])
+
+        # Terms that do not add up, an unknown invoice, no terms: 422.
+        for body in [{'invoice_numbers': ['PL-3'], 'terms': terms},
+                {'invoice_numbers': ['NOPE'], 'terms': terms[:1]},
+                {'invoice_numbers': ['PL-3']}]:
+            response = self.call(client, 'POST', '/v1/payment_plans',
+                json=dict(body, administration_id=self.administration('C')))
+            self.assertEqual(response.status_code, 422, body)
+        self.assertFalse(self.invoice_of('PL-3')['paused_by_user'])
+
+        proposed = self.propose(['PL-3'], 'Twee termijnen graag')
+        rejected = self.propose(['PL-4'], 'Later')
+        listed = self.call(client, 'GET', '/v1/payment_plans',
+            params=self.params(debtor_numbers='PL')).json()['data']
+        self.assertEqual(sorted(p['id'] for p in listed),
+            sorted([plan['id'], proposed, rejected]))
+        shown = self.call(client, 'GET', '/v1/payment_plans/' + proposed,
+            params=self.params()).json()
+        self.assertEqual((shown['active'], shown['reason']),
+            (False, 'Twee termijnen graag'))
+        self.assertTrue(shown['proposed_at'])
+
+        # Another administration's token can neither see nor approve it.
+        other = self.client('A')
+        for params in [{'administration_id': self.administration('C')},
+                {'administration_id': self.administration('A')}]:
+            response = self.call(other, 'PATCH',
+                '/v1/payment_plans/%s/approve' % proposed, data=params)
+            self.assertIn(response.status_code, (403, 404))
+            response = self.call(other, 'GET',
+                '/v1/payment_plans/' + proposed, params=params)
+            self.assertIn(response.status_code, (403, 404))
+
+        response = self.call(client, 'PATCH',
+            '/v1/payment_plans/%s/approve' % proposed,
+            data=self.params())
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertTrue(response.json()['active'])
+        self.assertTrue(self.invoice_of('PL-3')['paused_by_user'])
+        response = self.call(client, 'PATCH',
+            '/v1/payment_plans/%s/approve' % proposed, data=self.params())
+        self.assertEqual(response.status_code, 422)
+
+        response = self.call(client, 'PATCH',
+            '/v1/payment_plans/%s/reject' % rejected, data=self.params())
+        self.assertEqual(response.status_code, 200, response.text)
+        body = response.json()
+        self.assertFalse(body['active'])
+        self.assertTrue(body['rejected_at'])
+        self.assertEqual(body['rejected_by_user']['name'], 'Consultant C')
+
+        response = self.call(client, 'PATCH',
+            '/v1/payment_plans/%s/deactivate' % plan['id'],
+            json=self.params())
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertFalse(response.json()['active'])
+        self.assertTrue(response.json()['deactivated_at'])
+        self.assertFalse(self.invoice_of('PL-1')['paused_by_user'])
+
+    def test_messages(self):
+        "A message to a debtor about an invoice, listed and fetched"
+        client = self.c()
+        ids = self.seed('MS', ['MS-1'])
+        response = self.call(client, 'POST', '/v1/messages', json={
+                'administration_id': self.administration('C'),
+                'invoice_number': 'MS-1',
+                'message': {'subject': 'Uw factuur',
+                    'body': 'Wij zien uw betaling graag tegemoet.'}})
+        self.assertEqual(response.status_code, 200, response.text)
+        message = response.json()
+        self.assertEqual((message['sender_type'], message['invoice_id']),
+            ('creditor', ids['MS-1']))
+        self.assertIn('Wij zien uw betaling', message['content'])
+        listed = self.call(client, 'GET', '/v1/messages',
+            params=self.params(invoice_ids=ids['MS-1'])).json()['data']
+        self.assertEqual([m['id'] for m in listed], [message['id']])
+        shown = self.call(client, 'GET', '/v1/messages/' + message['id'],
+            params=self.params(fields=json.dumps({'only': ['id',
+                            'debtor_id']}))).json()
+        self.assertEqual(shown, {'id': message['id'],
+                'debtor_id': message['debtor_id']})
+        for body, status in [
+                ({'invoice_number': 'MS-1', 'message': {'body': 'x'}}, 422),
+                ({'message': {'subject': 's', 'body': 'x'}}, 422),
+                ({'invoice_number': 'NOPE',
+                        'message': {'subject': 's', 'body': 'x'}}, 404)]:
+            response = self.call(client, 'POST', '/v1/messages',
+                json=dict(body, administration_id=self.administration('C')))
+            self.assertEqual(response.status_code, status, body)
+        # Another administration's token: refused, and none of C's shown.
+        other = self.client('A')
+        response = self.call(other, 'POST', '/v1/messages', json={
+                'administration_id': self.administration('A'),
+                'invoice_number': 'MS-1',
+                'message': {'subject': 's', 'body': 'x'}})
+        self.assertEqual(response.status_code, 404)
+        response = self.call(other, 'GET', '/v1/messages/' + message['id'],
+            params={'administration_id': self.administration('A')})
+        self.assertEqual(response.status_code, 404)
+        self.assertEqual(len(self.call(client, 'GET', '/v1/messages',
+                    params=self.params()).json()['data']), 1)
+
+    def test_credit_cases_and_psp_transactions(self):
+        "A collection case and an online payment as Payt shows them"
+        client = self.c()
+        ids = self.seed('CC', ['CC-1'], days=40)
+        case_id, payment_id = self.as_admin(
+            "Case = pool.get('payt.case')\n"
+            "Online = pool.get('payt.online.payment')\n"
+            "item, = Item.search([('external_id', '=', 'CC-1')])\n"
+            "case, = Case.open_for_items([item])\n"
+            "payment, = Online.create([{'company': item.company.id,"
+            " 'administration': administration.id, 'debtor': item.debtor.id,"
+            " 'status': 'paid', 'currency': item.currency.id,"
+            " 'amount': item.open_amount, 'method': 'ideal',"
+            " 'lines': [('create', [{'item': item.id,"
+            " 'amount': item.open_amount}])]}])\n"
+            "print(json.dumps([case.id, payment.id]))")
+        cases = self.call(client, 'GET', '/v1/credit_cases',
+            params=self.params()).json()['data']
+        self.assertEqual([c['id'] for c in cases], [str(case_id)])
+        case = self.call(client, 'GET', '/v1/credit_cases/%s' % case_id,
+            params=self.params()).json()
+        self.assertEqual((case['currency_code'], case['total_amount'][-3],
+                case['debtor_id']),
+            ('EUR', '.', self.invoice_of('CC-1')['debtor_id']))
+        self.assertGreaterEqual(float(case['open_amount']), 121)
+
+        paid = self.call(client, 'GET', '/v1/psp_transactions',
+            params=self.params(statuses='paid')).json()['data']
+        self.assertEqual([(p['id'], p['status'], p['amount'],
+                    p['invoice_ids'], p['payment_method']) for p in paid],
+            [(str(payment_id), 'paid', '121.00', [ids['CC-1']], 'ideal')])
+        self.assertEqual(self.call(client, 'GET', '/v1/psp_transactions',
+                params=self.params(statuses='refunded')).json()['data'], [])
+        self.assertEqual(self.call(client, 'GET',
+                '/v1/psp_transactions/%s' % payment_id,
+                params=self.params()).json()['status'], 'paid')
+        self.assertEqual(self.call(client, 'GET', '/v1/psp_transactions',
+                params=self.params(statuses='bogus')).status_code, 422)
+
+        other = self.client('A')
+        for path in ['/v1/credit_cases/%s' % case_id,
+                '/v1/psp_transactions/%s' % payment_id]:
+            response = self.call(other, 'GET', path,
+                params={'administration_id': self.administration('A')})
+            self.assertEqual(response.status_code, 404, path)
+            response = self.call(other, 'GET', path, params=self.params())
+            self.assertEqual(response.status_code, 403, path)
+
+
+    def test_oauth_authorization_code(self):
+        "A back-office user grants an application C's invoices, refreshed"
+        application = self.as_admin(
+            "Application = pool.get('payt.api.application')\n"
+            "User = pool.get('res.user'); Group = pool.get('res.group')\n"
+            "ModelData = pool.get('ir.model.data')\n"
+            "a = Administration(%s)\n"
+            "User.create([{'name': 'Anna C', 'login': 'anna_c',"
+            " 'password': 'anna-c-2026-secret',"
+            " 'companies': [('add', [administration.company.id,"
+            " a.company.id])], 'company': administration.company.id,"
+            " 'groups': [('add', [ModelData.get_id('payt_dunning',"
+            " 'group_payt')])]}])\n"
+            "app, secret = Application.register('Partner Package',"
+            " 'https://partner.example/callback')\n"
+            "print(json.dumps([app.client_id, secret]))"
+            % self.administration('A'))
+        client_id, secret = application
+        browser = httpx.Client(base_url=self.base, timeout=60)
+        self.addCleanup(browser.close)
+        query = {'response_type': 'code', 'client_id': client_id,
+            'redirect_uri': 'https://partner.example/callback',
+            'scope': 'invoices:read payment_plans:read', 'state': 'st4te'}
+        form = browser.get('/oauth/authorize', params=query)
+        self.assertEqual(form.status_code, 200, form.text)
+        hidden = re.search(r'name="query" value="([^"]*)"',
+            form.text).group(1).replace('&amp;', '&')
+        wrong = browser.post('/oauth/authorize', data={'query': hidden,
+                'step': 'login', 'login': 'anna_c', 'password': 'wrong'})
+        self.assertEqual(wrong.status_code, 401)
+        consent = browser.post('/oauth/authorize', data={'query': hidden,
+                'step': 'login', 'login': 'anna_c',
+                'password': 'anna-c-2026-secret'})
+        self.assertEqual(consent.status_code, 200, consent.text)
+        self.assertIn('Administration C BV', consent.text)
+        self.assertIn('Administration A BV', consent.text)
+        self.assertNotIn('Administration B BV', consent.text)
+        ticket = re.search(r'name="ticket" value="([^"]*)"',
+            consent.text).group(1)
+        granted = browser.post('/oauth/authorize', data={'query': hidden,
+                'ticket': ticket, 'step': 'grant',
+                'administration': [self.administration('C')],
+                'scope': ['invoices:read']})
+        self.assertEqual(granted.status_code, 302, granted.text)
+        location = httpx.URL(granted.headers['Location'])
+        self.assertEqual(location.params['state'], 'st4te')
+        code = location.params['code']
+
+        basic = {'Authorization': 'Basic ' + base64.b64encode(
+                ('%s:%s' % (client_id, secret)).encode()).decode()}
+        exchange = {'grant_type': 'authorization_code', 'code': code,
+            'redirect_uri': 'https://partner.example/callback'}
+        self.assertEqual(browser.post('/oauth/token', data=exchange,
+                headers={'Authorization': 'Basic ' + base64.b64encode(
+                        ('%s:wrong' % client_id).encode()).decode()}
+                ).status_code, 401)
+        response = browser.post('/oauth/token', data=exchange, headers=basic)
+        self.assertEqual(response.status_code, 200, response.text)
+        tokens = response.json()
+        self.assertEqual((tokens['token_type'], tokens['expires_in'],
+                tokens['scope']), ('Bearer', 7200, 'invoices:read'))
+        again = browser.post('/oauth/token', data=exchange, headers=basic)
+        self.assertEqual(again.json()['error'], 'invalid_grant')
+
+        def api(access, path, name='C'):
+            return self.call(browser, 'GET', path, params={
+                    'administration_id': self.administration(name)},
+                headers={'Authorization': 'Bearer ' + access})
+        self.assertEqual(api(tokens['access_token'],
+                '/v1/invoices').status_code, 200)
+        # Not granted: the other administration, another scope.
+        self.assertEqual(api(tokens['access_token'], '/v1/invoices',
+                'A').status_code, 403)
+        self.assertEqual(api(tokens['access_token'],
+                '/v1/payment_plans').status_code, 403)
+
+        refresh = {'grant_type': 'refresh_token',
+            'refresh_token': tokens['refresh_token']}
+        response = browser.post('/oauth/token', data=refresh, headers=basic)
+        self.assertEqual(response.status_code, 200, response.text)
+        rotated = response.json()
+        self.assertNotEqual(rotated['refresh_token'],
+            tokens['refresh_token'])
+        self.assertEqual(api(rotated['access_token'],
+                '/v1/invoices').status_code, 200)
+        self.assertEqual(api(tokens['access_token'],
+                '/v1/invoices').status_code, 401)
+        self.assertEqual(browser.post('/oauth/token', data=refresh,
+                headers=basic).json()['error'], 'invalid_grant')
+        stored = self.as_admin(
+            "Token = pool.get('payt.api.token')\n"
+            "print(json.dumps([(t.token_hash, t.refresh_hash,"
+            " (t.expires - t.create_date).total_seconds(),"
+            " (t.refresh_expires - t.create_date).total_seconds())"
+            " for t in Token.search([('application', '!=', None),"
+            " ('revoked', '=', False)])]))")
+        self.assertEqual([s[:2] for s in stored], [[
+                    hashlib.sha256(rotated['access_token'].encode()
+                        ).hexdigest(),
+                    hashlib.sha256(rotated['refresh_token'].encode()
+                        ).hexdigest()]])
+        # 2 hours and 90 days, give or take the time the request took.
+        self.assertAlmostEqual(stored[0][2], 7200, delta=60)
+        self.assertAlmostEqual(stored[0][3], 90 * 86400, delta=60)
+
+class ApiTestCase(ResourceTests, unittest.TestCase):
     "The REST API v1 over HTTP against a running trytond"
 
     @classmethod
@@ -86,7 +487,7 @@ class ApiTestCase(unittest.TestCase):
         cls.port = _server.free_port()
         cls.server = subprocess.Popen([os.path.join(_server.BIN, 'trytond'),
                 '-d', cls.database.name],
-            env=dict(cls.database.env,
+            env=dict(cls.database.env, OAUTHLIB_INSECURE_TRANSPORT='1',
                 TRYTOND_WEB__LISTEN='127.0.0.1:%s' % cls.port),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cls.base = 'http://127.0.0.1:%s/%s/api' % (
@@ -399,7 +800,13 @@ class ApiTestCase(unittest.TestCase):
         self.assertEqual(document['servers'][0]['url'].split('/')[-2:],
             [self.database.name, 'api'])
         self.assertIn('/v1/invoices/block', document['paths'])
-        self.assertNotIn('/v1/payment_plans', document['paths'])
+        for path in ['/v1/payment_plans/{id}/approve', '/v1/messages',
+                '/v1/credit_cases/{id}', '/v1/psp_transactions',
+                '/v1/invoices/deleted']:
+            self.assertIn(path, document['paths'])
+        self.assertEqual(set(document['paths']['/v1/invoices']),
+            {'get', 'post', 'patch'})
+        self.assertNotIn('patch', document['paths']['/v1/messages'])
         client = self.client('B')
         for path, operations in document['paths'].items():
             for method in operations:
@@ -410,3 +817,4 @@ class ApiTestCase(unittest.TestCase):
                 self.assertNotIn(response.status_code, (404, 405),
                     '%s %s' % (method, path)) if '{id}' not in path else (
                     self.assertEqual(response.status_code, 404, path))
+
