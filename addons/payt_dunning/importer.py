@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 from sql.functions import CurrentTimestamp
 from sql.aggregate import Max
 
+from trytond import backend
 from trytond.exceptions import UserError
 from trytond.i18n import gettext
 from trytond.pool import Pool
@@ -155,6 +156,7 @@ class BatchImporter:
         self.cursor = Transaction().connection.cursor()
         self.user = Transaction().user
         self.today = pool.get('ir.date').today()
+        self._now = None  # the transaction's CURRENT_TIMESTAMP, for COPY
         self.summary = dict.fromkeys([
                 'debtors_created', 'debtors_updated', 'items_created',
                 'items_updated', 'items_closed', 'items_reopened',
@@ -340,16 +342,31 @@ class BatchImporter:
         return self.summary
 
     def _insert(self, table, columns, rows):
-        """rows: (value, ...); one prepared single-row statement for all of
-        them: the driver parses a small statement once instead of a
-        multi-row one per chunk (psycopg parses every long statement)."""
+        """rows: (value, ...). PostgreSQL: one COPY (a first sync inserts
+        hundreds of thousands of rows: a statement per row spent more time
+        in the driver and the round trips than in the database). Other
+        backends: one prepared single-row statement for all of them."""
         if not rows:
             return
+        if backend.name == 'postgresql':
+            return self._copy(table, columns, rows)
         query = table.insert(columns + [table.create_uid, table.create_date],
             [[0] * len(columns) + [self.user, CurrentTimestamp()]])
         sql = str(query)
         fixed = list(query.params[len(columns):])
         self.cursor.executemany(sql, [list(r) + fixed for r in rows])
+
+    def _copy(self, table, columns, rows):
+        "COPY rows into table, stamped like an INSERT at this moment."
+        if self._now is None:
+            self.cursor.execute('SELECT CAST(CURRENT_TIMESTAMP AS TIMESTAMP)')
+            self._now, = self.cursor.fetchone()
+        names = ', '.join('"%s"' % c.name
+            for c in columns + [table.create_uid, table.create_date])
+        with self.cursor.copy('COPY "%s" (%s) FROM STDIN' % (
+                    table._name, names)) as copy:
+            for row in rows:
+                copy.write_row(list(row) + [self.user, self._now])
 
     def _update(self, table, columns, rows):
         "rows: (id, value, ...); one prepared statement for all of them."
