@@ -17,10 +17,20 @@ from .test_hub import (
 from .tools import create_administration
 
 try:
+    from payt_hub.simulators.exact import (
+        CLIENT_ID as EXACT_CLIENT_ID, CLIENT_SECRET as EXACT_SECRET,
+        REDIRECT_URI as EXACT_REDIRECT, ExactSimulator)
     from payt_hub.simulators.snelstart import (
         CLIENT_KEY, PRIMARY_KEY, SnelstartSimulator)
 except ImportError:  # pragma: no cover
     SnelstartSimulator = None
+
+#: the hypothesis strategies of a moving package: changes at data
+#: requests (an outage lasts until the next sync), hub kills at batches
+SCHEDULES = st.lists(st.tuples(st.integers(1, 25),
+        st.sampled_from(['add', 'pay', 'credit', 'change', 'delete',
+                'outage']), st.integers(0, 10**6)), max_size=8)
+KILLS = st.lists(st.integers(1, 8), max_size=2)
 
 
 @unittest.skipIf(ImuisSimulator is None, "payt_hub is not installed")
@@ -51,10 +61,30 @@ class HubMirrorTestCase(unittest.TestCase):
         administration = create_administration(
             name="Mirror %s" % random.random())
         override(package, sim.url)
-        link = new_link(administration, package,
-            TEST_ENVIRONMENT if package == 'imuis' else CLIENT_KEY)
+        if package == 'exact':
+            Configuration = pool.get('payt.hub.configuration')
+            Configuration.write([Configuration(1)], {
+                    'exact_client_id': EXACT_CLIENT_ID,
+                    'exact_client_secret_masked': EXACT_SECRET,
+                    'exact_redirect_uri': EXACT_REDIRECT,
+                    })
+            code = sim.authorize()
+        else:
+            code = TEST_ENVIRONMENT if package == 'imuis' else CLIENT_KEY
+        link = new_link(administration, package, code)
         Link.activate([link])
         return link
+
+    @staticmethod
+    def simulator(package, seed):
+        if package == 'imuis':
+            return ImuisSimulator(debtors=5, items=22, seed=seed)
+        if package == 'exact':
+            # Exact's minutely limit is not what this test is about
+            return ExactSimulator(debtors=5, items=22, seed=seed,
+                page_size=7, rate_limit=10**6,
+                currencies=('EUR', 'EUR', 'USD'))
+        return SnelstartSimulator(debtors=5, items=22, seed=seed)
 
     def converge(self, package, schedule, kills, seed):
         """Sync a moving package into the ERP through hub kills and source
@@ -75,8 +105,9 @@ class HubMirrorTestCase(unittest.TestCase):
                     raise SinkCrash('hub killed')
                 return super().import_batch(batch, cursors)
 
-        cls = ImuisSimulator if package == 'imuis' else SnelstartSimulator
-        sim = cls(debtors=5, items=22, seed=seed).start()
+        sim = self.simulator(package, seed).start()
+        # the limiter of Exact's adapter counts every example's calls
+        fast = {'rate_limit': '100000/minute'} if package == 'exact' else {}
         try:
             link = self.package_link(package, sim)
             sim.schedule = list(schedule)
@@ -85,7 +116,7 @@ class HubMirrorTestCase(unittest.TestCase):
                 sink = KilledSink(link, kills.pop(0) if kills else None)
                 try:
                     with link._adapter(page_size=7, attempts=2,
-                            retry_wait=0.01) as adapter:
+                            retry_wait=0.01, **fast) as adapter:
                         run_sync(adapter, sink, progress=False)
                 except (SinkCrash, HubError):
                     sim.control_reset_failures()
@@ -95,7 +126,7 @@ class HubMirrorTestCase(unittest.TestCase):
             # sync that completed is over
             sim.schedule = []
             sim.control_reset_failures()
-            with link._adapter(page_size=7) as adapter:
+            with link._adapter(page_size=7, **fast) as adapter:
                 result = run_sync(adapter, _ErpSink(link), progress=False)
             erp = {k: ('%.2f' % Decimal(a), c) for k, (a, c) in
                 link._open_state()['open'].items()}
@@ -110,25 +141,24 @@ class HubMirrorTestCase(unittest.TestCase):
 
     @settings(max_examples=6, deadline=None,
         suppress_health_check=[HealthCheck.too_slow])
-    @given(schedule=st.lists(st.tuples(st.integers(1, 25),
-                st.sampled_from(['add', 'pay', 'credit', 'change', 'delete',
-                        'outage']), st.integers(0, 10**6)), max_size=8),
-        kills=st.lists(st.integers(1, 8), max_size=2),
-        seed=st.integers(1, 40))
+    @given(schedule=SCHEDULES, kills=KILLS, seed=st.integers(1, 40))
     def test_imuis_converges_in_the_erp(self, schedule, kills, seed):
         "iMUIS changing during syncs, killed syncs: the ERP converges"
         with_transaction()(self.converge)('imuis', schedule, kills, seed)
 
     @settings(max_examples=6, deadline=None,
         suppress_health_check=[HealthCheck.too_slow])
-    @given(schedule=st.lists(st.tuples(st.integers(1, 25),
-                st.sampled_from(['add', 'pay', 'credit', 'change', 'delete',
-                        'outage']), st.integers(0, 10**6)), max_size=8),
-        kills=st.lists(st.integers(1, 8), max_size=2),
-        seed=st.integers(1, 40))
+    @given(schedule=SCHEDULES, kills=KILLS, seed=st.integers(1, 40))
     def test_snelstart_converges_in_the_erp(self, schedule, kills, seed):
         "SnelStart changing during syncs, killed syncs: the ERP converges"
         with_transaction()(self.converge)('snelstart', schedule, kills, seed)
+
+    @settings(max_examples=6, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow])
+    @given(schedule=SCHEDULES, kills=KILLS, seed=st.integers(1, 40))
+    def test_exact_converges_in_the_erp(self, schedule, kills, seed):
+        "Exact Online changing during syncs, killed syncs: the ERP converges"
+        with_transaction()(self.converge)('exact', schedule, kills, seed)
 
     def linked(self):
         Link = Pool().get('payt.hub.link')
