@@ -512,7 +512,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         self._fail(error, events, today)
         item = self.item
         Attention.raise_for(item.administration, 'email_undeliverable',
-            error, debtor=item.debtor, item=item)
+            'msg_attention_not_sent', note=error, debtor=item.debtor,
+            item=item)
 
     def invoice_pdf(self, attachments=True):
         """The invoice as PDF where one exists: a PDF attached to the item,
@@ -853,8 +854,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 if report.state == 'returned':
                     item = communication.item
                     Attention.raise_for(item.administration,
-                        'letter_returned', "Letter returned: %s" % (
-                            report.error or communication.recipient or ''),
+                        'letter_returned', 'msg_attention_letter_returned',
+                        note=report.error or communication.recipient,
                         debtor=item.debtor, item=item)
                 updated.append(communication)
         cls.save(updated)
@@ -894,9 +895,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                         communication.error, today))
                 item = communication.item
                 Attention.raise_for(item.administration,
-                    'email_undeliverable', "Email to %s undeliverable: %s" % (
-                        communication.recipient, diagnostic or "bounced"),
-                    debtor=item.debtor, item=item)
+                    'email_undeliverable', 'msg_attention_email_bounced',
+                    note=diagnostic, debtor=item.debtor, item=item,
+                    recipient=communication.recipient)
             elif action in ('delivered', 'relayed', 'expanded'):
                 if RANK[communication.state] >= RANK['delivered']:
                     continue

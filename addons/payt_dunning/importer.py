@@ -430,8 +430,8 @@ class BatchImporter:
                 self.Item, [], set(items) | referenced).items()}
         for external_id in negative:
             self.Attention.raise_for(self.administration, 'booking_error',
-                "Negative open item %s: a credit note not yet matched?"
-                % external_id, item=self.Item(ids[external_id]))
+                'msg_attention_negative_item', item=self.Item(ids[external_id]),
+                reference=external_id)
         return ids
 
     @staticmethod
@@ -546,9 +546,9 @@ class BatchImporter:
                             reference=external_id, amount=values['amount'])])
             else:
                 self.Attention.raise_for(self.administration,
-                    'booking_error', "Payment %s of %s without a known "
-                    "invoice %s" % (external_id, values['amount'],
-                        values['item']))
+                    'booking_error', 'msg_attention_payment_unknown_item',
+                    reference=external_id, amount=values['amount'],
+                    invoice=values['item'])
         self._insert(table, [table.company, table.administration,
                 table.item, table.external_id, table.date, table.amount,
                 table.source], rows)

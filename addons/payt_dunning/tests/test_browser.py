@@ -37,7 +37,7 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu',
 # demo.py: the consultant may pause and resume (anna only reads).
 USER, PASSWORD = 'consultant', 'payt-demo-2026'
 ADMINISTRATION = "Bakkerij De Korenschoof BV"
-STEP = 'Eerste herinnering'
+STEP = 'First reminder'   # the default flow's step, as English reads it
 TIMEOUT = 30000
 
 
