@@ -725,6 +725,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         company = item.company
         address = company.party.addresses[0] if getattr(
             company.party, 'addresses', None) else None
+        # The step's name as the letter's reader reads it.
+        with Transaction().set_context(language=language):
+            subject = Pool().get('payt.flow.step')(first.step.id).name
         content = letter_module.LetterContent(
             sender=company.rec_name,
             sender_lines=[l for l in (address.full_address.splitlines()
@@ -733,7 +736,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             recipient_lines=[l for l in [debtor.street, ' '.join(filter(
                             None, [debtor.postal_code, debtor.city]))] if l],
             date=first.run_date, language=language,
-            subject=first.step.name,
+            subject=subject,
             reference='%s %s' % (labels['debtor'], debtor.external_id),
             date_format=date_format(language),
             payment=item.administration.payment_data(debtor,
@@ -744,7 +747,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                     i.invoice_date, i.due_date, i.amount, i.open_amount)
                 for i in items],
             totals=[(labels['total'], total)], currency=currency)
-        return letter_module.render_letter(content), first.step.name
+        return letter_module.render_letter(content), subject
 
     @classmethod
     def letter_batch(cls, administration, date):

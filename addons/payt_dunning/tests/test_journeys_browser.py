@@ -431,22 +431,6 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         time.sleep(1)
         self.assertFalse(tab.locator('.has-error').count(),
             "no field shown invalid")
-        # Paused for a holiday and resumed, without a question between.
-        self.click(tab.locator('button:visible', has_text=re.compile("Pause|Pauzeren")).first)
-        self.dialog().locator('textarea').fill("Vakantie")
-        self.click(self.dialog().locator('.modal-footer button.btn-primary'))
-        time.sleep(2)
-        self.assertFalse(self.page.locator('.modal-dialog:visible').count())
-        resume = tab.locator('button:visible',
-            has_text=re.compile("Resume|Hervatten")).first
-        resume.wait_for()
-        self.click(resume)
-        time.sleep(2)
-        self.assertFalse(self.page.locator('.modal-dialog:visible').count())
-        tab.locator('button:visible',
-            has_text=re.compile("Pause|Pauzeren")).first.wait_for()
-        self.assertFalse(tab.locator('.has-error').count(),
-            "no field shown invalid")
         self.click(self.page.locator('#tablist li.active button.close'))
         self.page.wait_for_function("() => %s <= %s" % (panes, before))
         time.sleep(1)
@@ -466,10 +450,22 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
                 tab = self.dashboard_tab(STEPS[language]['first'])
                 self.shot('dashboard-%s' % language,
                     SHOTS.parent.parent / 'var')
+                # A header's text laid out wider than its column is cut
+                # off (sao paints an ellipsis over the rest).
                 cut = tab.locator('thead th:visible').evaluate_all(
-                    """headers => headers.filter(th => th.innerText.trim()
-                        && Array.from(th.querySelectorAll('*')).concat([th])
-                        .some(e => e.scrollWidth > e.clientWidth + 1))
+                    """headers => headers.filter(th => {
+                        const box = th.getBoundingClientRect();
+                        const walker = document.createTreeWalker(
+                            th, NodeFilter.SHOW_TEXT);
+                        const range = document.createRange();
+                        while (walker.nextNode()) {
+                            if (!walker.currentNode.data.trim()) continue;
+                            range.selectNodeContents(walker.currentNode);
+                            const text = range.getBoundingClientRect();
+                            if (text.width && (text.right > box.right + 1
+                                    || text.left < box.left - 1)) return true;
+                        }
+                        return false; })
                         .map(th => th.innerText.trim())""")
                 self.assertEqual(cut, [], "headers cut off")
                 self.report("1 dashboard read (%s)" % language)
