@@ -1,11 +1,17 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
-"""Points of attention: what a person should look at."""
+"""Points of attention: what a person should look at.
+
+Like a timeline event, a point of attention stores its text as a message
+key of this module with parameters; its description is rendered when read,
+in the reader's language. A provider's error or a debtor's words are kept
+as the note, untranslated."""
 from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
 from .company import CompanyConsistentMixin
+from .timeline import event_params, render_text
 
 REASONS = [
     ('unread_message', "Unread debtor message"),
@@ -39,7 +45,14 @@ class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
         ondelete='CASCADE')
     reason = fields.Selection(REASONS, "Reason", required=True,
         readonly=True)
-    description = fields.Char("Description", readonly=True)
+    text_key = fields.Char("Text Key", readonly=True,
+        help="The message of this module that describes it.")
+    text_params = fields.Text("Text Parameters", readonly=True,
+        help="The values the message shows, as JSON.")
+    note = fields.Char("Note", readonly=True,
+        help="Text as written by a person or a provider, not translated.")
+    description = fields.Function(fields.Char("Description"),
+        'get_description')
     date = fields.Date("Date", required=True, readonly=True)
     state = fields.Selection([
             ('open', "Open"),
@@ -63,6 +76,19 @@ class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
                     },
                 })
 
+    @classmethod
+    def __register__(cls, module):
+        table_h = cls.__table_handler__(module)
+        # Points of attention used to store an English sentence: the note.
+        if (table_h.column_exist('description')
+                and not table_h.column_exist('note')):
+            table_h.column_rename('description', 'note')
+        super().__register__(module)
+
+    def get_description(self, name):
+        return render_text(self.text_key, self.text_params, self.note,
+            self.company.currency)
+
     @staticmethod
     def default_state():
         return 'open'
@@ -72,9 +98,10 @@ class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
         return Pool().get('ir.date').today()
 
     @classmethod
-    def raise_for(cls, administration, reason, description,
-            debtor=None, item=None):
-        "Open a point of attention unless the same one is already open."
+    def raise_for(cls, administration, reason, text_key, note=None,
+            debtor=None, item=None, **params):
+        """Open a point of attention unless the same one is already open;
+        text_key names a message of this module, params its values."""
         existing = cls.search([
                 ('administration', '=', administration.id),
                 ('reason', '=', reason),
@@ -86,7 +113,10 @@ class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
             return existing[0]
         attention = cls(company=administration.company,
             administration=administration, debtor=debtor, item=item,
-            reason=reason, description=description[:1000])
+            reason=reason, text_key=text_key,
+            text_params=event_params(**{
+                    k: '-' if v is None else v for k, v in params.items()}),
+            note=note[:1000] if note else None)
         attention.save()
         return attention
 

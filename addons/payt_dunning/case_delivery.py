@@ -178,7 +178,8 @@ class CaseLetter(metaclass=PoolMeta):
         self.delivery, self.delivery_error = 'failed', error[:1000]
         case = self.case
         Attention.raise_for(case.administration, 'letter_returned',
-            "Case letter not sent: %s" % error, debtor=case.debtor,
+            'msg_attention_case_letter_not_sent', note=error,
+            debtor=case.debtor,
             item=case.items[0] if case.items else None)
 
 

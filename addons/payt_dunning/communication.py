@@ -512,7 +512,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         self._fail(error, events, today)
         item = self.item
         Attention.raise_for(item.administration, 'email_undeliverable',
-            error, debtor=item.debtor, item=item)
+            'msg_attention_not_sent', note=error, debtor=item.debtor,
+            item=item)
 
     def invoice_pdf(self, attachments=True):
         """The invoice as PDF where one exists: a PDF attached to the item,
@@ -724,6 +725,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         company = item.company
         address = company.party.addresses[0] if getattr(
             company.party, 'addresses', None) else None
+        # The step's name as the letter's reader reads it.
+        with Transaction().set_context(language=language):
+            subject = Pool().get('payt.flow.step')(first.step.id).name
         content = letter_module.LetterContent(
             sender=company.rec_name,
             sender_lines=[l for l in (address.full_address.splitlines()
@@ -732,7 +736,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             recipient_lines=[l for l in [debtor.street, ' '.join(filter(
                             None, [debtor.postal_code, debtor.city]))] if l],
             date=first.run_date, language=language,
-            subject=first.step.name,
+            subject=subject,
             reference='%s %s' % (labels['debtor'], debtor.external_id),
             date_format=date_format(language),
             payment=item.administration.payment_data(debtor,
@@ -743,7 +747,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                     i.invoice_date, i.due_date, i.amount, i.open_amount)
                 for i in items],
             totals=[(labels['total'], total)], currency=currency)
-        return letter_module.render_letter(content), first.step.name
+        return letter_module.render_letter(content), subject
 
     @classmethod
     def letter_batch(cls, administration, date):
@@ -853,8 +857,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 if report.state == 'returned':
                     item = communication.item
                     Attention.raise_for(item.administration,
-                        'letter_returned', "Letter returned: %s" % (
-                            report.error or communication.recipient or ''),
+                        'letter_returned', 'msg_attention_letter_returned',
+                        note=report.error or communication.recipient,
                         debtor=item.debtor, item=item)
                 updated.append(communication)
         cls.save(updated)
@@ -894,9 +898,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                         communication.error, today))
                 item = communication.item
                 Attention.raise_for(item.administration,
-                    'email_undeliverable', "Email to %s undeliverable: %s" % (
-                        communication.recipient, diagnostic or "bounced"),
-                    debtor=item.debtor, item=item)
+                    'email_undeliverable', 'msg_attention_email_bounced',
+                    note=diagnostic, debtor=item.debtor, item=item,
+                    recipient=communication.recipient)
             elif action in ('delivered', 'relayed', 'expanded'):
                 if RANK[communication.state] >= RANK['delivered']:
                     continue

@@ -205,8 +205,8 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
                 for item in self.items()])
         if self.direction == 'in':
             Attention.raise_for(self.administration, 'unread_message',
-                "Message from %s: %s" % (self.debtor.name, first),
-                debtor=self.debtor, item=self.item)
+                'msg_attention_unread_message', note=first,
+                debtor=self.debtor, item=self.item, debtor_name=self.debtor.name)
         else:
             self._email_debtor()
 

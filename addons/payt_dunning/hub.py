@@ -752,9 +752,10 @@ class HubLink(
                 })
         if not in_step:
             Attention.raise_for(link.administration, 'import_mismatch',
-                ("Package: %s items, %s; here: %s items, %s" % (
-                        source.get('items'), _amounts(source_open) or '0',
-                        len(state), _amounts(erp_open) or '0'))[:1000])
+                'msg_attention_import_mismatch',
+                package_items=source.get('items'),
+                package_open=_amounts(source_open) or '0',
+                items=len(state), open=_amounts(erp_open) or '0')
         return {'in_step': in_step, 'erp_items': len(state),
             'erp_open': erp_open}
 
@@ -915,7 +916,7 @@ class HubLink(
             Pause.hold([self.administration], 'pause', reason[:1000],
                 automatic=AUTOMATIC_CAUSE)
         Attention.raise_for(self.administration, 'import_failing',
-            reason[:1000])
+            'msg_attention_import_failing', note=reason)
 
     def _import_recovered(self):
         pool = Pool()

@@ -445,21 +445,22 @@ class BatchImporter:
         self._events(reopened, 'reopened', 'msg_event_reopened')
         ids = {k: v[0] for k, v in self._stored(
                 self.Item, [], set(items) | referenced).items()}
-        self._raise_for_items({ids[e]: "Negative open item %s: a credit "
-                "note not yet matched?" % e for e in negative})
+        self._raise_for_items('msg_attention_negative_item',
+            {ids[e]: e for e in negative})
         return ids
 
-    def _raise_for_items(self, descriptions):
-        """One booking-error point of attention per item in descriptions
-        ({item id: text}) that has none open yet: each stays linked to its
-        item, so the back office opens the credit note from its work list.
-        Set-based (one select, one insert): a first sync of a package that
-        books unlinked credit notes brings thousands at once."""
-        if not descriptions:
+    def _raise_for_items(self, text_key, references):
+        """One booking-error point of attention per item in references
+        ({item id: its reference}) that has none open yet, in the words of
+        text_key: each stays linked to its item, so the back office opens
+        the credit note from its work list. Set-based (one select, one
+        insert): a first sync of a package that books unlinked credit notes
+        brings thousands at once."""
+        if not references:
             return
         table = self.Attention.__table__()
         existing = set()
-        ids = list(descriptions)
+        ids = list(references)
         for start in range(0, len(ids), 10000):
             self.cursor.execute(*table.select(table.item,
                     where=(table.administration == self.administration.id)
@@ -468,11 +469,12 @@ class BatchImporter:
                     & table.item.in_(ids[start:start + 10000])))
             existing.update(r[0] for r in self.cursor)
         self._insert(table, [table.company, table.administration,
-                table.item, table.reason, table.description, table.date,
-                table.state],
+                table.item, table.reason, table.text_key, table.text_params,
+                table.date, table.state],
             [[self.company.id, self.administration.id, item_id,
-                    'booking_error', text[:1000], self.today, 'open']
-                for item_id, text in descriptions.items()
+                    'booking_error', text_key,
+                    event_params(reference=reference), self.today, 'open']
+                for item_id, reference in references.items()
                 if item_id not in existing])
 
     @staticmethod
@@ -586,13 +588,14 @@ class BatchImporter:
                         'payment', 'msg_event_payment', event_params(
                             reference=external_id, amount=values['amount'])])
             else:
-                orphans.append("%s of %s (invoice %s)" % (
+                orphans.append("%s (%s, %s)" % (
                         external_id, values['amount'], values['item']))
         if orphans:
             # One point of attention lists them all (raise_for keeps one
             # per administration open): a search per payment is not needed.
             self.Attention.raise_for(self.administration, 'booking_error',
-                "Payment without a known invoice: " + ", ".join(orphans))
+                'msg_attention_payments_unknown_item',
+                payments=", ".join(orphans))
         self._insert(table, [table.company, table.administration,
                 table.item, table.external_id, table.date, table.amount,
                 table.source], rows)

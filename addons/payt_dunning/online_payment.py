@@ -335,10 +335,9 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
                 else 'msg_event_online_paid', amount=part,
                 open_amount=open_amount)
             Attention.raise_for(self.administration, 'online_payment',
-                "Online payment %s of %s on %s, awaiting the accounting "
-                "package" % (self.mollie_id, part,
-                    item.number or item.external_id),
-                debtor=self.debtor, item=item)
+                'msg_attention_online_payment', debtor=self.debtor,
+                item=item, reference=self.mollie_id, amount=part,
+                invoice=item.number or item.external_id)
         if left > 0:
             Payment.create([{'company': self.company.id,
                         'administration': self.administration.id,
@@ -346,9 +345,9 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
                         'date': today, 'amount': left, 'source': 'online',
                         'online_payment': self.id}])
             Attention.raise_for(self.administration, 'booking_error',
-                "Overpayment of %s in online payment %s of %s: refund or "
-                "allocate it" % (left, self.mollie_id, self.debtor.name),
-                debtor=self.debtor)
+                'msg_attention_online_overpaid', debtor=self.debtor,
+                amount=left, reference=self.mollie_id,
+                debtor_name=self.debtor.name)
             for line in self.lines[:1]:
                 self._event(line.item, 'msg_event_online_overpaid',
                     amount=left)
@@ -395,9 +394,9 @@ class OnlinePayment(CompanyConsistentMixin, ModelSQL, ModelView):
             self._event(item, 'msg_event_online_' + reason, amount=part,
                 open_amount=item.open_amount + part)
             Attention.raise_for(self.administration, 'online_payment',
-                "Online payment %s: %s of %s on %s" % (self.mollie_id,
-                    reason, part, item.number or item.external_id),
-                debtor=self.debtor, item=item)
+                'msg_event_online_' + reason, debtor=self.debtor, item=item,
+                reference=self.mollie_id, amount=part,
+                open_amount=item.open_amount + part)
 
     @classmethod
     @ModelView.button

@@ -490,9 +490,9 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                 Term.save([term])
                 outcome['expired'] = outcome.get('expired', 0) + 1
                 Attention.raise_for(self.administration, 'plan_term_expired',
-                    "Term %s of payment plan %s (%s, due %s) was not paid" % (
-                        term.number, self.id, open_amount, term.due_date),
-                    debtor=self.debtor)
+                    'msg_attention_plan_term_expired', debtor=self.debtor,
+                    term=term.number, plan=self.id, open_amount=open_amount,
+                    due_date=term.due_date)
                 self._timeline('msg_event_plan_term_expired', date,
                     term=term.number)
                 if self.break_on_missed:

@@ -983,9 +983,8 @@ class Portal:
                 Plan.earliest_start_date(3)), requested=True,
             request_note=note)
         Attention.raise_for(self.administration, 'plan_requested',
-            "%s asks for a payment plan in %s terms (plan %s)%s" % (
-                self.debtor.name, terms, plan.id,
-                (': ' + note) if note else ''), debtor=self.debtor)
+            'msg_attention_plan_requested', note=note, debtor=self.debtor,
+            debtor_name=self.debtor.name, terms=terms, plan=plan.id)
         return self.back(done='plan')
 
     def plannable(self):
@@ -1007,9 +1006,9 @@ class Portal:
         if not EMAIL_RE.match(email):
             return self.back(error='email')
         Attention.raise_for(self.administration, 'details_changed',
-            "%s asks to change the email address from %s to %s" % (
-                self.debtor.name, self.debtor.email or '-', email),
-            debtor=self.debtor)
+            'msg_attention_email_change', debtor=self.debtor,
+            debtor_name=self.debtor.name, old=self.debtor.email or '-',
+            new=email)
         return self.back(done='email')
 
     def do_pay(self, form):

@@ -236,12 +236,13 @@ class DailyRun:
         self.cursor.execute(*attention.insert(
                 [attention.company, attention.administration,
                     attention.debtor, attention.item, attention.reason,
-                    attention.description, attention.date, attention.state,
+                    attention.text_key, attention.text_params,
+                    attention.date, attention.state,
                     attention.create_uid, attention.create_date],
                 item.select(item.company, item.administration, item.debtor,
                     item.id, const('below_minimum', 'VARCHAR'),
-                    const("Open amount below the minimum of step %s"
-                        % step.name, 'VARCHAR'),
+                    const('msg_attention_below_minimum', 'VARCHAR'),
+                    const(event_params(step=step), 'VARCHAR'),
                     const(self.date, 'DATE'), const('open', 'VARCHAR'),
                     const(self.user, 'INTEGER'),
                     CurrentTimestamp(),

@@ -115,34 +115,42 @@ class Event(CompanyConsistentMixin, ModelSQL, ModelView):
         return gettext('payt_dunning.msg_event_by_automatic_run')
 
     def get_description(self, name):
-        if not self.text_key:
-            return self.note
-        text = gettext('payt_dunning.' + self.text_key,
-            **self._rendered_params())
-        if self.note:
-            text = '%s: %s' % (text, self.note)
-        return text
+        return render_text(self.text_key, self.text_params, self.note,
+            self.company.currency)
 
-    def _rendered_params(self):
-        from .communication import format_date, format_money
-        language = Transaction().language
-        currency = self.company.currency
-        params = json.loads(self.text_params or '{}')
-        rendered = {}
-        for name, value in params.items():
-            if name in RECORD_PARAMS:
-                value = _names(RECORD_PARAMS[name], [value]) or value
-            elif name in SELECTION_PARAMS:
-                value = _selection_label(*SELECTION_PARAMS[name], value)
-            elif name == 'steps':
-                value = _names('payt.flow.step', value)
-            elif name.endswith('date'):
-                value = format_date(
-                    datetime.date.fromisoformat(value), language)
-            elif name.endswith('amount'):
-                value = format_money(Decimal(value), currency, language)
-            rendered[name] = value
-        return rendered
+
+def render_text(text_key, text_params, note, currency):
+    """A message of this module with its stored parameters, in the reader's
+    language (timeline events and points of attention); the note, written
+    by a person or a provider, follows untranslated."""
+    if not text_key:
+        return note
+    text = gettext('payt_dunning.' + text_key,
+        **_rendered_params(text_params, currency))
+    if note:
+        text = '%s: %s' % (text, note)
+    return text
+
+
+def _rendered_params(text_params, currency):
+    from .communication import format_date, format_money
+    language = Transaction().language
+    params = json.loads(text_params or '{}')
+    rendered = {}
+    for name, value in params.items():
+        if name in RECORD_PARAMS:
+            value = _names(RECORD_PARAMS[name], [value]) or value
+        elif name in SELECTION_PARAMS:
+            value = _selection_label(*SELECTION_PARAMS[name], value)
+        elif name == 'steps':
+            value = _names('payt.flow.step', value)
+        elif name.endswith('date'):
+            value = format_date(
+                datetime.date.fromisoformat(value), language)
+        elif name.endswith('amount'):
+            value = format_money(Decimal(value), currency, language)
+        rendered[name] = value
+    return rendered
 
 
 def _names(model, ids):

@@ -282,6 +282,8 @@ class ChannelTestCase(unittest.TestCase):
     def test_letter_printed_once_delivered_then_returned(self):
         """One letter per debtor covering its items, printed once even when
         sent again, status by signed webhooks, returned raises attention"""
+        from .test_words import load_dutch
+        load_dutch()   # a Dutch letter names its step in Dutch
         pool = Pool()
         Communication = pool.get('payt.communication')
         Attention = pool.get('payt.attention')

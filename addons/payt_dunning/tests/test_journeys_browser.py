@@ -17,7 +17,14 @@ from .test_browser import SHOTS, SaoBrowser
 
 SIZE = {'width': 1366, 'height': 768}
 ADMINISTRATION = "Bakkerij De Korenschoof BV"
-STEP = 'Eerste herinnering'
+STEP = 'First reminder'
+# The default flow's step names as each language reads them.
+STEPS = {
+    'en': {'first': STEP, 'second': "Second reminder",
+        'final': "Final demand", 'collection': "Handover to collection"},
+    'nl': {'first': "Eerste herinnering", 'second': "Tweede herinnering",
+        'final': "Laatste aanmaning", 'collection': "Overdracht aan incasso"},
+    }
 PAYT = "Debtor Management"
 PASSWORD = 'payt-demo-2026'
 
@@ -28,11 +35,12 @@ def take_screenshots(case, language='en', folder=SHOTS):
     locale is in (the user's language is set first)."""
     case.set_language(language)
     case.fresh()
-    case.dashboard_tab()
+    step = STEPS[language]['first']
+    case.dashboard_tab(step)
     case.shot('dashboard', folder)
     case.open_record('payt.item', case.item_with_timeline())
     case.tab().locator('.nav-tabs a', has_text=case.label('events')).click()
-    case.tab().locator('tr', has_text=STEP).first.wait_for()
+    case.tab().locator('tr', has_text=step).first.wait_for()
     case.shot('item-timeline', folder)
 
 
@@ -65,9 +73,12 @@ class JourneyBrowser(SaoBrowser):
             self.context)[field]['string']
 
     def set_language(self, language):
+        self.rpc('model.res.user.get_preferences', True, {})
         self.rpc('model.res.user.set_preferences', {'language': language},
             self.context)
         type(self).sessions.pop(self.user, None)
+        # A new session: self.context in the new language.
+        self.rpc('model.res.user.get_preferences', True, {})
 
     # -- navigation ---------------------------------------------------------
     def menu(self, *path):
@@ -107,21 +118,12 @@ class JourneyBrowser(SaoBrowser):
         return value
 
     def open_administration(self, administration):
-        """The administration's form. It opens believing itself modified,
-        its "Portal Link Valid (days)" invalid (seen in sao, not in the
-        database; the portal's field, left to its owner): Reload/Undo
-        first, as a person learns to."""
-        tab = self.open_record('payt.administration', administration)
-        self.dismiss_modified()
-        self.click(tab.locator('button#reload:visible').first)
-        self.dismiss_modified()
-        time.sleep(1)
-        return tab
+        "The administration's form, opened untouched (nothing to dismiss)."
+        return self.open_record('payt.administration', administration)
 
     def dismiss_modified(self, timeout=3000):
-        """The consultant's step and administration forms believe
-        themselves modified (noticed, left to the forms' owners): sao asks
-        to save; not saving is what the consultant wants."""
+        """A form holding a change the server refused: sao asks to save
+        it on Reload; not saving is what the consultant wants."""
         modified = self.page.locator('.modal-dialog:visible',
             has_text="has been modified")
         try:
@@ -222,14 +224,16 @@ class JourneyBrowser(SaoBrowser):
             time.sleep(0.2)
         self.assertEqual(value, expected, "%s %s" % (model, field))
 
-    def dashboard_tab(self):
+    def dashboard_tab(self, step=STEP):
         tab = self.tab()
-        tab.locator('tr', has_text=STEP).first.wait_for(timeout=60_000)
+        tab.locator('tr', has_text=step).first.wait_for(timeout=60_000)
         return tab
 
     def item_with_timeline(self):
         administration = self.administration(ADMINISTRATION)
-        step, = self.ids('payt.flow.step', [('name', '=', STEP)])[:1]
+        first = self.rpc('model.ir.model.data.get_id', 'payt_dunning',
+            'step_first', {})
+        step, = self.ids('payt.flow.step', [('id', '=', first)])
         items = self.read('payt.item', self.ids('payt.item', [
                     ('administration', '=', administration),
                     ('step', '=', step), ('state', '=', 'open'),
@@ -245,6 +249,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
     def test_back_office(self):
         "anna: dashboard, attention, invoice, pauses, plans, reply, waive"
         self.user = 'anna'
+        self.set_language('en')
         self.fresh()
         self.clicks = 0
         self.started = time.monotonic()
@@ -404,35 +409,131 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.wizard_ok("Create")
         self.tab().locator('label', has_text="Terms").first.wait_for()
 
+    def test_administration_opens_unmodified(self):
+        "anna and consultant: an administration opened and closed asks nothing"
+        for user, language in [('anna', 'nl'), ('consultant', 'en')]:
+            with self.subTest(user=user):
+                self.user = user
+                self.set_language(language)
+                self.fresh()
+                self.clicks = 0
+                self.started = time.monotonic()
+                self.open_and_close_administration()
+                self.report("1 administration opened and closed")
+
+    def open_and_close_administration(self):
+        administration = self.administration(ADMINISTRATION)
+        panes = "document.querySelectorAll('#tabcontent > .tab-pane').length"
+        before = self.page.evaluate(panes)
+        tab = self.open_record('payt.administration', administration)
+        tab.locator('[name="portal_link_days"]').first.wait_for(
+            state='attached')
+        time.sleep(1)
+        self.assertFalse(tab.locator('.has-error').count(),
+            "no field shown invalid")
+        self.click(self.page.locator('#tablist li.active button.close'))
+        self.page.wait_for_function("() => %s <= %s" % (panes, before))
+        time.sleep(1)
+        self.assertFalse(self.page.locator('.modal-dialog:visible').count(),
+            "closing an untouched administration asks nothing")
+
+    def test_dashboard_headers_readable(self):
+        "anna at 1366x768, in Dutch and English: no column header cut off"
+        self.addCleanup(self.set_language, 'en')
+        self.user = 'anna'
+        for language in ['nl', 'en']:
+            with self.subTest(language=language):
+                self.set_language(language)
+                self.fresh()
+                self.clicks = 0
+                self.started = time.monotonic()
+                tab = self.dashboard_tab(STEPS[language]['first'])
+                self.shot('dashboard-%s' % language,
+                    SHOTS.parent.parent / 'var')
+                # A header's text laid out wider than its column is cut
+                # off (sao paints an ellipsis over the rest).
+                cut = tab.locator('thead th:visible').evaluate_all(
+                    """headers => headers.filter(th => {
+                        const box = th.getBoundingClientRect();
+                        const walker = document.createTreeWalker(
+                            th, NodeFilter.SHOW_TEXT);
+                        const range = document.createRange();
+                        while (walker.nextNode()) {
+                            if (!walker.currentNode.data.trim()) continue;
+                            range.selectNodeContents(walker.currentNode);
+                            const text = range.getBoundingClientRect();
+                            if (text.width && (text.right > box.right + 1
+                                    || text.left < box.left - 1)) return true;
+                        }
+                        return false; })
+                        .map(th => th.innerText.trim())""")
+                self.assertEqual(cut, [], "headers cut off")
+                self.report("1 dashboard read (%s)" % language)
+
+    def test_readers_language(self):
+        "anna in Dutch, then in English: tabs, timeline and attention in hers"
+        self.addCleanup(self.set_language, 'en')
+        self.user = 'anna'
+        item = self.item_with_timeline()
+        for language, reached, message in [
+                ('nl', "Stap bereikt: Eerste herinnering", "Bericht van "),
+                ('en', "Step reached: First reminder", "Message from ")]:
+            with self.subTest(language=language):
+                self.set_language(language)
+                self.fresh()
+                self.clicks = 0
+                self.started = time.monotonic()
+                tab = self.open_record('payt.item', item)
+                tabs = [t.strip() for t in
+                    tab.locator('.nav-tabs a').all_inner_texts()]
+                self.assertEqual(len(tabs), len(set(tabs)),
+                    "every tab has its own name: %s" % tabs)
+                self.click(tab.locator('.nav-tabs a',
+                        has_text=self.label('events')))
+                tab.locator('tr', has_text=reached).first.wait_for()
+                self.assertNotIn(STEPS['en' if language == 'nl' else 'nl'][
+                        'first'], tab.inner_text())
+                self.shot('timeline-%s' % language, SHOTS.parent.parent
+                    / 'var')
+                self.open('payt.attention')
+                self.tab().locator('tr', has_text=message).first.wait_for()
+                self.clicks += 2
+                self.report("4 reader's language (%s)" % language)
+
     def test_consultant(self):
         "consultant: lead time, SMS refused without texts, preview, flows"
         self.user = 'consultant'
+        self.set_language('en')
         self.fresh()
         self.clicks = 0
         self.started = time.monotonic()
         steps = {s['name']: s['id'] for s in self.read('payt.flow.step',
                 self.ids('payt.flow.step', []), ['name'])}
+        second, final, collection = (STEPS['en'][k]
+            for k in ['second', 'final', 'collection'])
 
         # A step's lead time.
-        tab = self.open_record('payt.flow.step', steps["Tweede herinnering"])
+        tab = self.open_record('payt.flow.step', steps[second])
         self.fill_field(tab, 'lead_days', '15', loaded=True)
         self.save()
-        self.assertStored('payt.flow.step', steps["Tweede herinnering"],
+        self.assertStored('payt.flow.step', steps[second],
             'lead_days', 15)
 
         # SMS on a step without texts: refused, naming step and field.
         tab = self.open_record('payt.flow.step',
-            steps["Overdracht aan incasso"])
+            steps[collection])
         tab.locator('select[name="channels"]').select_option(label="SMS")
         self.clicks += 1
         self.save()
         error = self.dialog()
-        error.locator('text=Overdracht aan incasso').first.wait_for()
+        error.locator('text=%s' % collection).first.wait_for()
         self.assertIn("Templates", error.inner_text())
         self.click(error.locator('button', has_text="OK"))
-        self.assertStored('payt.flow.step', steps["Overdracht aan incasso"],
+        self.assertStored('payt.flow.step', steps[collection],
             'channels', [])
+        # Reload: sao asks whether to save the refused SMS; not saving.
         self.click(tab.locator('button#reload:visible'))
+        self.dismiss_modified()
 
         # Tomorrow's run previewed; Enter previews, it does not run.
         administration = self.administration(ADMINISTRATION)
@@ -448,7 +549,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         samples = wizard.locator('textarea[name="samples"], '
             '[name="samples"] textarea').first
         text = wizard.inner_text()
-        self.assertIn("Laatste aanmaning", text)
+        self.assertIn(final, text)
         self.assertTrue(self.ids('payt.administration', []))
         self.assertFalse(self.ids('payt.run', [
                     ('administration', '=', administration),

@@ -237,7 +237,7 @@ class OnlinePaymentTestCase(PortalCase):
             (Decimal('0'), 'paid'))
         over = self.query('payt.attention', self.ours(
                 [('reason', '=', 'booking_error')]), ['description'])
-        self.assertIn('Overpayment of 21.00', over[0]['description'])
+        self.assertIn('Overpayment of EUR 21.00', over[0]['description'])
         # A full refund takes the overpayment back first, then the item.
         requests.post('%s/v2/payments/%s/refunds' % (
                 self.server.mollie.url, mollie_id),

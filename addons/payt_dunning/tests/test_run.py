@@ -63,9 +63,9 @@ class RunTestCase(Outbound, unittest.TestCase):
         self.assertEqual(event_kinds(found['final']), [('step', 21)])
         reached, = [e for e in found['final'].events if e.kind == 'step']
         self.assertEqual(reached.description,
-            "Step reached: Laatste aanmaning. Skipped, as a later step was "
-            "already due: Vriendelijke herinnering voor de vervaldatum, "
-            "Eerste herinnering, Tweede herinnering.")
+            "Step reached: Final demand. Skipped, as a later step was "
+            "already due: Friendly reminder before the due date, "
+            "First reminder, Second reminder.")
         self.assertEqual(communications(found['final']),
             [(21, 'email'), (21, 'letter')])
         self.assertEqual(communications(found['first']), [(7, 'email')])
@@ -88,7 +88,7 @@ class RunTestCase(Outbound, unittest.TestCase):
         moved, = [e for e in fresh(found['first']).events
             if e.kind == 'step' and e.step.lead_days == 14]
         self.assertEqual(moved.description,
-            "Step reached: Tweede herinnering.")
+            "Step reached: Second reminder.")
 
     @with_transaction()
     def test_rerun_for_the_same_date_creates_nothing(self):
@@ -150,8 +150,8 @@ class RunTestCase(Outbound, unittest.TestCase):
             if e.kind == 'skipped']
         self.assertEqual(skipped.description,
             "Skipped: open amount below the step's minimum of EUR 50.00: "
-            "Eerste herinnering. Skipped, as a later step was already due: "
-            "Vriendelijke herinnering voor de vervaldatum.")
+            "First reminder. Skipped, as a later step was already due: "
+            "Friendly reminder before the due date.")
         step_summary = [s for s in summary['steps'] if s['lead_days'] == 7][0]
         self.assertEqual(step_summary['skipped_below_minimum'], 1)
         self.assertEqual(step_summary['moved'], 1)

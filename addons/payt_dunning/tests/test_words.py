@@ -103,6 +103,46 @@ class WordsTestCase(unittest.TestCase):
             fields['follow_up']['selection'])
 
     @with_transaction()
+    def test_attention_in_the_readers_language(self):
+        "A point of attention reads in Dutch for a Dutch user and in English for an English one"
+        Attention = Pool().get('payt.attention')
+        load_dutch()
+        administration = self._administration(
+            [item('CN1', 'D1', TODAY, amount='-10.00')])
+        Administration = Pool().get('payt.administration')
+        Administration.import_batch(administration.id, {'payments': [{
+                        'external_id': 'P9', 'item': 'UNKNOWN',
+                        'date': TODAY.isoformat(), 'amount': '5.00'}]})
+        attentions = Attention.search([
+                ('administration', '=', administration.id),
+                ('reason', '=', 'booking_error')], order=[('id', 'ASC')])
+        dutch = in_language('nl', attentions, 'description')
+        english = in_language('en', attentions, 'description')
+        self.assertEqual(dutch[0], "Negatieve openstaande post CN1: een "
+            "creditnota die nog niet is verrekend?")
+        self.assertEqual(english[0],
+            "Negative open item CN1: a credit note not yet matched?")
+        self.assertTrue(dutch[1].startswith(
+                "Betalingen zonder bekende factuur"), dutch[1])
+        self.assertIn("P9 (5", dutch[1])
+        self.assertIn("UNKNOWN", dutch[1])
+        self.assertTrue(english[1].startswith(
+                "Payments without a known invoice"), english[1])
+        self.assertIn("P9 (5", english[1])
+        self.assertIn("UNKNOWN", english[1])
+
+    @with_transaction()
+    def test_flow_step_names_in_the_readers_language(self):
+        "The default flow's steps are named in the reader's language"
+        Step = Pool().get('payt.flow.step')
+        load_dutch()
+        steps = Step.search([], order=[('lead_days', 'ASC')])
+        self.assertIn("Eerste herinnering", in_language('nl', steps, 'name'))
+        self.assertIn("First reminder", in_language('en', steps, 'name'))
+        self.assertNotIn("Eerste herinnering",
+            in_language('en', steps, 'name'))
+
+    @with_transaction()
     def test_timeline_row_in_the_readers_language(self):
         "A timeline row reads in Dutch for a Dutch user and in English for an English one, with one date format each"
         pool = Pool()
@@ -123,8 +163,8 @@ class WordsTestCase(unittest.TestCase):
                 "stap al aan de beurt was: Vriendelijke herinnering voor de "
                 "vervaldatum."])
         self.assertEqual(in_language('en', [reached], 'description'),
-            ["Step reached: Eerste herinnering. Skipped, as a later step was "
-                "already due: Vriendelijke herinnering voor de vervaldatum."])
+            ["Step reached: First reminder. Skipped, as a later step was "
+                "already due: Friendly reminder before the due date."])
         self.assertEqual(in_language('nl', [reached], 'by'),
             ["Automatische run"])
         self.assertEqual(in_language('en', [reached], 'by'),
