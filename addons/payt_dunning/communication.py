@@ -17,10 +17,10 @@ from sql import Null
 from trytond import backend, config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
-from trytond.sendmail import send_message_transactional
-from trytond.transaction import Transaction
+from trytond.pyson import Eval
+from trytond.transaction import Transaction, without_check_access
 
-from . import law
+from . import email_provider, law
 from .bulk import invalidate_caches
 from .company import CompanyConsistentMixin
 from .flow import CHANNELS
@@ -34,6 +34,17 @@ STATES = [
     ('failed', "Failed"),
     ('returned', "Returned"),
     ]
+# What a communication is: the run's flow reminders, and the notifications
+# written elsewhere (a plan, a message) that leave through the same outbox.
+KINDS = [
+    ('reminder', "Flow Reminder"),
+    ('plan_schedule', "Payment Plan Schedule"),
+    ('plan_reminder', "Payment Plan Term Reminder"),
+    ('message', "Message Notification"),
+    ]
+# Stands for the debtor's personal portal link in a notification's stored
+# body: the working link is made when the email is sent.
+PORTAL_LINK = '[portal-link]'
 # A status report only moves a communication forward.
 RANK = {'pending': 0, 'queued': 1, 'sent': 2, 'delivered': 3,
     'failed': 3, 'returned': 4}
@@ -120,8 +131,11 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         readonly=True, ondelete='CASCADE')
     debtor = fields.Function(
         fields.Many2One('payt.debtor', "Debtor"), 'get_debtor')
-    step = fields.Many2One('payt.flow.step', "Step", required=True,
-        readonly=True, ondelete='RESTRICT')
+    kind = fields.Selection(KINDS, "Kind", required=True, readonly=True)
+    step = fields.Many2One('payt.flow.step', "Step", readonly=True,
+        ondelete='RESTRICT', states={
+            'required': Eval('kind', 'reminder') == 'reminder',
+            })
     channel = fields.Selection(CHANNELS, "Channel", required=True,
         readonly=True)
     run_date = fields.Date("Run Date", required=True, readonly=True)
@@ -198,6 +212,52 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def default_attempts():
         return 0
 
+    @staticmethod
+    def default_kind():
+        return 'reminder'
+
+    @classmethod
+    def notify(cls, kind, debtor, item, subject, body):
+        """A notification to the debtor by email, as a row of the outbox:
+        it leaves through the sender like every reminder, with opt-outs,
+        bounces and delivery status. `body` says PORTAL_LINK where the
+        debtor's personal link goes. None when the debtor has no item to
+        hang it on (its timeline)."""
+        pool = Pool()
+        today = pool.get('ir.date').today()
+        if item is None:
+            items = pool.get('payt.item').search(
+                [('debtor', '=', debtor.id)], order=[('id', 'ASC')], limit=1)
+            if not items:
+                logger.warning("No item of debtor %s to notify on", debtor.id)
+                return None
+            item, = items
+        with without_check_access():
+            communication, = cls.create([{
+                        'company': debtor.company.id,
+                        'item': item.id,
+                        'kind': kind,
+                        'channel': 'email',
+                        'run_date': today,
+                        'state': 'pending',
+                        'subject': subject,
+                        'body': body,
+                        }])
+        return communication
+
+    @classmethod
+    def notify_now(cls, communications):
+        """Deliver notifications a user is waiting for at once, through the
+        sender's own path (`deliver`): the email leaves at commit. Nothing
+        leaves from a dry run."""
+        communications = [c for c in communications if c]
+        if not communications or Transaction().context.get('payt_dry_run'):
+            return communications
+        ids = [c.id for c in communications]
+        with without_check_access():
+            cls.deliver(cls.browse(ids))
+        return cls.browse(ids)
+
     def get_debtor(self, name):
         return self.item.debtor.id
 
@@ -249,6 +309,10 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def render(self):
         "Fill subject and body from the step's template in the debtor's language."
         debtor = self.item.debtor
+        if self.kind not in (None, 'reminder'):
+            # Written when it was decided; only the link is made now.
+            link = Pool().get('payt.portal.link').url_for(debtor)
+            return self.subject, (self.body or '').replace(PORTAL_LINK, link)
         template = self.step.template_for(debtor.language, debtor.kind)
         if not template:
             return None, None
@@ -476,7 +540,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 communication._fail_bad_record(
                     "Cannot build the email: %s" % exception, events, today)
                 continue
-            send_message_transactional(msg, strict=True)
+            email_provider.hand_over(msg)
             communication.state = 'sent'
             communication.provider = 'smtp'
             communication.sent_at = communication.status_at = (
@@ -500,7 +564,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         # Derived from the idempotency key: a bounce names it.
         msg['Message-ID'] = '<%s@%s>' % (self.idempotency_key, domain)
         msg.set_content(body)
-        pdf = self.invoice_pdf(str(self.item) in attached)
+        pdf = self.kind in (None, 'reminder') and self.invoice_pdf(
+            str(self.item) in attached)
         if pdf:
             msg.add_attachment(pdf, maintype='application', subtype='pdf',
                 filename='%s.pdf' % (self.item.number or self.item.external_id))
