@@ -6,6 +6,7 @@ provider talks to SMTP."""
 import pathlib
 import re
 import unittest
+from decimal import Decimal
 
 from trytond.pool import Pool
 from trytond.tests.test_tryton import with_transaction
@@ -186,6 +187,152 @@ class OutboxTestCase(Outbound, unittest.TestCase):
                 ['failed', 'failed'])
             self.assertIn("opted out", ' '.join(r.error or '' for r in rows))
             self.assertEqual(len(mails), 1)
+        finally:
+            self._cleanup(administration)
+
+
+class BundleTestCase(Outbound, unittest.TestCase):
+    "One email per debtor, step and day"
+
+    def _run(self, name, items, per_invoice=False, kind='business',
+            date=TODAY):
+        "The debtor's items through the run and the sender, committed."
+        pool = Pool()
+        Administration = pool.get('payt.administration')
+        Communication = pool.get('payt.communication')
+        Flow = pool.get('payt.flow')
+        administration = create_administration(name)
+        if per_invoice:
+            Flow.write([administration.flow], {'per_invoice': True})
+        Administration.import_batch(administration.id, {
+                'debtors': [debtor('D1', kind, language='en')],
+                'items': items})
+        pool.get('payt.run').execute(administration, date)
+        self.inbox.messages.clear()
+        Communication.send_pending(administration)
+        Transaction().commit()
+        return administration, Communication.search([
+                ('item.administration', '=', administration.id),
+                ('channel', '=', 'email')])
+
+    def _cleanup(self, administration):
+        Administration = Pool().get('payt.administration')
+        Administration.delete([Administration(administration.id)])
+        Transaction().commit()
+
+    @with_transaction()
+    def test_three_items_one_email_with_the_total(self):
+        "A debtor with 3 items due for a step gets 1 email naming all 3"
+        administration, rows = self._run("Bundel BV", [
+                item('B1', 'D1', TODAY - days(7), amount='100.00'),
+                item('B2', 'D1', TODAY - days(8), amount='200.00'),
+                item('B3', 'D1', TODAY - days(9), amount='300.50')])
+        try:
+            self.assertEqual(len(rows), 3)
+            (rcpt, mail), = self.inbox.messages
+            self.assertEqual(rcpt, ['debtor-D1@example.com'])
+            body = mail.get_content()
+            for number in ('F-B1', 'F-B2', 'F-B3'):
+                self.assertIn(number, body)
+            self.assertIn('EUR 100.00', body)
+            self.assertIn('EUR 300.50', body)
+            self.assertRegex(body, r'Total\s+EUR 600\.50')
+            # The payment data of the whole: IBAN, reference and link.
+            self.assertIn('/payt/portal/', body)
+            # Every item's row points at the one message.
+            self.assertEqual({(r.state, r.message_id) for r in rows},
+                {('sent', mail['Message-ID'])})
+            for row in rows:
+                event, = [e for e in row.item.events if e.kind == 'sent']
+                self.assertEqual(event.communication.message_id,
+                    mail['Message-ID'])
+        finally:
+            self._cleanup(administration)
+
+    @with_transaction()
+    def test_per_invoice_setting_sends_one_email_each(self):
+        "With one email per invoice on the flow, 3 items give 3 emails"
+        administration, rows = self._run("Los BV", [
+                item('P1', 'D1', TODAY - days(7)),
+                item('P2', 'D1', TODAY - days(8)),
+                item('P3', 'D1', TODAY - days(9))], per_invoice=True)
+        try:
+            self.assertEqual(len(self.inbox.messages), 3)
+            self.assertEqual(len({r.message_id for r in rows}), 3)
+            subjects = sorted(m['Subject'] for _, m in self.inbox.messages)
+            self.assertEqual(subjects, ['First reminder invoice F-P1',
+                    'First reminder invoice F-P2',
+                    'First reminder invoice F-P3'])
+        finally:
+            # The default flow is shared: back to bundling for the others.
+            Flow = Pool().get('payt.flow')
+            Flow.write([administration.flow], {'per_invoice': False})
+            self._cleanup(administration)
+
+    @with_transaction()
+    def test_final_notice_states_the_costs_over_the_summed_principal(self):
+        "The 14-day email of 2 invoices states the WIK costs of their sum,"
+        " once"
+        from ..law import collection_costs
+        administration, rows = self._run("Kosten BV", [
+                item('K1', 'D1', TODAY - days(21), amount='1199.00'),
+                item('K2', 'D1', TODAY - days(22), amount='3596.00')],
+            kind='consumer')
+        try:
+            self.assertEqual({r.step.action for r in rows}, {'final_notice'})
+            (_, mail), = self.inbox.messages
+            body = mail.get_content()
+            apart = [collection_costs(Decimal(a), 'consumer').total
+                for a in ('1199.00', '3596.00')]
+            self.assertEqual(apart, [Decimal('179.85'), Decimal('484.60')])
+            summed = collection_costs(Decimal('4795.00'), 'consumer').total
+            self.assertIn('EUR {:,.2f}'.format(summed), body)
+            for costs in apart + [sum(apart)]:
+                self.assertNotIn('EUR {:,.2f}'.format(costs), body)
+            self.assertEqual(body.count('collection costs of'), 1)
+        finally:
+            self._cleanup(administration)
+
+    @with_transaction()
+    def test_opted_out_and_bounced_bundles(self):
+        "An opted-out debtor's bundle fails whole; a bounce fails every row"
+        pool = Pool()
+        OptOut = pool.get('payt.channel.optout')
+        Communication = pool.get('payt.communication')
+        administration, rows = self._run("Stuit BV", [
+                item('S1', 'D1', TODAY - days(7)),
+                item('S2', 'D1', TODAY - days(8))])
+        try:
+            (_, mail), = self.inbox.messages
+            bounce = ("From: MAILER-DAEMON@example.com\r\n"
+                "Subject: Undelivered\r\n"
+                "X-Failed-Recipients: debtor-D1@example.com\r\n\r\n"
+                "Message-ID: %s\r\n" % mail['Message-ID']).encode()
+            bounced = Communication.process_bounce(bounce)
+            self.assertEqual(sorted(r.id for r in bounced),
+                sorted(r.id for r in rows))
+            self.assertEqual({r.state for r in bounced}, {'failed'})
+        finally:
+            self._cleanup(administration)
+        administration = create_administration("Stil BV")
+        OptOut.create([{'company': administration.company.id,
+                    'address': 'debtor-D1@example.com', 'channel': 'email'}])
+        Transaction().commit()
+        Administration = pool.get('payt.administration')
+        Administration.import_batch(administration.id, {
+                'debtors': [debtor('D1', language='en')],
+                'items': [item('O1', 'D1', TODAY - days(7)),
+                    item('O2', 'D1', TODAY - days(8))]})
+        pool.get('payt.run').execute(administration, TODAY)
+        self.inbox.messages.clear()
+        Communication.send_pending(administration)
+        Transaction().commit()
+        try:
+            rows = Communication.search([
+                    ('item.administration', '=', administration.id)])
+            self.assertEqual({(r.state, r.error) for r in rows},
+                {('failed', "The debtor opted out of email")})
+            self.assertEqual(self.inbox.messages, [])
         finally:
             self._cleanup(administration)
 
