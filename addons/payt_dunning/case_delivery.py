@@ -14,10 +14,9 @@ from email.utils import formataddr
 from trytond import config
 from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
-from trytond.sendmail import send_message_transactional
 from trytond.transaction import Transaction
 
-from . import law
+from . import email_provider, law
 
 DELIVERY = [
     (None, ""),
@@ -116,7 +115,7 @@ class CaseLetter(metaclass=PoolMeta):
                 name=debtor.name, company=company))
         msg.add_attachment(bytes(self.pdf), maintype='application',
             subtype='pdf', filename=self.pdf_name)
-        send_message_transactional(msg, strict=True)
+        email_provider.hand_over(msg)
         self.provider = 'smtp'
         self.provider_id = msg['Message-ID']
         self._handed_over(date, 'email')

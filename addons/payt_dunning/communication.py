@@ -17,10 +17,10 @@ from sql import Null
 from trytond import backend, config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
-from trytond.sendmail import send_message_transactional
-from trytond.transaction import Transaction
+from trytond.pyson import Eval
+from trytond.transaction import Transaction, without_check_access
 
-from . import law
+from . import email_provider, law
 from .bulk import invalidate_caches
 from .company import CompanyConsistentMixin
 from .flow import CHANNELS
@@ -34,6 +34,17 @@ STATES = [
     ('failed', "Failed"),
     ('returned', "Returned"),
     ]
+# What a communication is: the run's flow reminders, and the notifications
+# written elsewhere (a plan, a message) that leave through the same outbox.
+KINDS = [
+    ('reminder', "Flow Reminder"),
+    ('plan_schedule', "Payment Plan Schedule"),
+    ('plan_reminder', "Payment Plan Term Reminder"),
+    ('message', "Message Notification"),
+    ]
+# Stands for the debtor's personal portal link in a notification's stored
+# body: the working link is made when the email is sent.
+PORTAL_LINK = '[portal-link]'
 # A status report only moves a communication forward.
 RANK = {'pending': 0, 'queued': 1, 'sent': 2, 'delivered': 3,
     'failed': 3, 'returned': 4}
@@ -77,7 +88,33 @@ COSTS_TEXT = {
     "you owe extrajudicial collection costs of {costs}.",
     }
 
+BUNDLE_TEXTS = {
+    'nl': {'intro': "Het gaat om deze facturen:", 'number': "Factuur",
+        'due': "Vervaldatum", 'open': "Openstaand", 'total': "Totaal"},
+    'en': {'intro': "These are the invoices:", 'number': "Invoice",
+        'due': "Due date", 'open': "Open", 'total': "Total"},
+    }
+
 logger = logging.getLogger(__name__)
+
+
+def bundle_table(items, language):
+    """The items of a bundled message as a plain-text table: number, due
+    date and open amount of each, then the total."""
+    texts = BUNDLE_TEXTS.get(language, BUNDLE_TEXTS['en'])
+    currency = items[0].currency
+    items = sorted(items, key=lambda i: (i.due_date, i.id))
+    total = sum((i.open_amount for i in items), Decimal(0))
+    rows = [(texts['number'], texts['due'], texts['open'])]
+    rows += [(i.number or i.external_id, format_date(i.due_date, language),
+            format_money(i.open_amount, currency, language)) for i in items]
+    rows.append((texts['total'], '', format_money(total, currency, language)))
+    widths = [max(len(r[c]) for r in rows) for c in range(2)]
+    width = max(len(r[2]) for r in rows)
+    lines = ['%s  %s  %s' % (r[0].ljust(widths[0]), r[1].ljust(widths[1]),
+            r[2].rjust(width)) for r in rows]
+    lines.insert(len(lines) - 1, '-' * len(lines[0]))
+    return '\n'.join([texts['intro'], ''] + lines)
 # A portal link's token in a rendered text (portal.TOKEN_RE in a URL).
 PORTAL_TOKEN = re.compile(r'(/payt/portal/)[A-Za-z0-9_-]{43}')
 
@@ -120,8 +157,11 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         readonly=True, ondelete='CASCADE')
     debtor = fields.Function(
         fields.Many2One('payt.debtor', "Debtor"), 'get_debtor')
-    step = fields.Many2One('payt.flow.step', "Step", required=True,
-        readonly=True, ondelete='RESTRICT')
+    kind = fields.Selection(KINDS, "Kind", required=True, readonly=True)
+    step = fields.Many2One('payt.flow.step', "Step", readonly=True,
+        ondelete='RESTRICT', states={
+            'required': Eval('kind', 'reminder') == 'reminder',
+            })
     channel = fields.Selection(CHANNELS, "Channel", required=True,
         readonly=True)
     run_date = fields.Date("Run Date", required=True, readonly=True)
@@ -198,6 +238,52 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def default_attempts():
         return 0
 
+    @staticmethod
+    def default_kind():
+        return 'reminder'
+
+    @classmethod
+    def notify(cls, kind, debtor, item, subject, body):
+        """A notification to the debtor by email, as a row of the outbox:
+        it leaves through the sender like every reminder, with opt-outs,
+        bounces and delivery status. `body` says PORTAL_LINK where the
+        debtor's personal link goes. None when the debtor has no item to
+        hang it on (its timeline)."""
+        pool = Pool()
+        today = pool.get('ir.date').today()
+        if item is None:
+            items = pool.get('payt.item').search(
+                [('debtor', '=', debtor.id)], order=[('id', 'ASC')], limit=1)
+            if not items:
+                logger.warning("No item of debtor %s to notify on", debtor.id)
+                return None
+            item, = items
+        with without_check_access():
+            communication, = cls.create([{
+                        'company': debtor.company.id,
+                        'item': item.id,
+                        'kind': kind,
+                        'channel': 'email',
+                        'run_date': today,
+                        'state': 'pending',
+                        'subject': subject,
+                        'body': body,
+                        }])
+        return communication
+
+    @classmethod
+    def notify_now(cls, communications):
+        """Deliver notifications a user is waiting for at once, through the
+        sender's own path (`deliver`): the email leaves at commit. Nothing
+        leaves from a dry run."""
+        communications = [c for c in communications if c]
+        if not communications or Transaction().context.get('payt_dry_run'):
+            return communications
+        ids = [c.id for c in communications]
+        with without_check_access():
+            cls.deliver(cls.browse(ids))
+        return cls.browse(ids)
+
     def get_debtor(self, name):
         return self.item.debtor.id
 
@@ -205,25 +291,35 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         if self.channel == 'letter':
             return '%s.pdf' % (self.letter_key or 'letter-%s' % self.id)
 
-    def template_values(self):
-        item = self.item
+    def template_values(self, items=None):
+        """The template's values for this item, or for a bundle of the
+        debtor's `items` of one step: their numbers, the summed amounts, the
+        earliest due date, and the costs over the summed principal."""
+        items = items or [self.item]
+        item = items[0]
         language = item.debtor.language
         today = Pool().get('ir.date').today()
         portal_url = Pool().get('payt.portal.link').url_for(item.debtor)
-        payment = self.payment_data(portal_url)
+        total = sum((i.open_amount for i in items), Decimal(0))
+        due_date = min(i.due_date for i in items)
+        payment = item.administration.payment_data(item.debtor,
+            [i.number or i.external_id for i in items], total, portal_url)
+        one = len(items) == 1
         return {
             'debtor_name': item.debtor.name,
             'company': item.company.rec_name,
-            'invoice_number': item.number or item.external_id,
-            'invoice_date': format_date(item.invoice_date, language),
-            'due_date': format_date(item.due_date, language),
-            'amount': format_money(item.amount, item.currency, language),
-            'open_amount': format_money(
-                item.open_amount, item.currency, language),
+            'invoice_number': ', '.join(
+                i.number or i.external_id for i in items),
+            'invoice_date': format_date(item.invoice_date, language)
+            if one else '',
+            'due_date': format_date(due_date, language),
+            'amount': format_money(sum((i.amount for i in items),
+                    Decimal(0)), item.currency, language),
+            'open_amount': format_money(total, item.currency, language),
             'currency': item.currency.code,
-            'days_overdue': (today - item.due_date).days,
-            'description': item.description or '',
-            'collection_costs': self._collection_costs(),
+            'days_overdue': (today - due_date).days,
+            'description': (item.description or '') if one else '',
+            'collection_costs': self._collection_costs(total),
             'portal_url': portal_url,
             'iban': payment.iban_display,
             'payment_reference': payment.reference,
@@ -232,28 +328,34 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 lambda a: format_money(a, item.currency, language)),
             }
 
-    def payment_data(self, link):
-        "IBAN, reference, amount and link for paying this item."
+    def _collection_costs(self, principal=None):
+        """Statutory costs the final notice must state exactly (WIK): over
+        the summed principal of the items it names, once."""
         item = self.item
-        return item.administration.payment_data(item.debtor,
-            [item.number or item.external_id], item.open_amount, link)
-
-    def _collection_costs(self):
-        "Statutory costs the final notice must state exactly (WIK)."
-        item = self.item
-        if item.open_amount <= 0:
+        if principal is None:
+            principal = item.open_amount
+        if principal <= 0:
             return ''
-        costs = law.collection_costs(item.open_amount, item.debtor.kind)
+        costs = law.collection_costs(principal, item.debtor.kind)
         return format_money(costs.total, item.currency, item.debtor.language)
 
-    def render(self):
-        "Fill subject and body from the step's template in the debtor's language."
+    def render(self, items=None):
+        """Fill subject and body from the step's template in the debtor's
+        language; for a bundle (`items`, more than one) the template speaks
+        of them all and a table lists each."""
         debtor = self.item.debtor
+        if self.kind not in (None, 'reminder'):
+            # Written when it was decided; only the link is made now.
+            link = Pool().get('payt.portal.link').url_for(debtor)
+            return self.subject, (self.body or '').replace(PORTAL_LINK, link)
         template = self.step.template_for(debtor.language, debtor.kind)
         if not template:
             return None, None
-        values = self.template_values()
+        values = self.template_values(items)
         subject, body = template.render(values)
+        if items and len(items) > 1:
+            body = '%s\n\n%s' % (body.rstrip(), bundle_table(items,
+                    debtor.language))
         # Every reminder says how to pay, also when its text does not.
         if values['iban'] not in body or values['payment_link'] not in body:
             body = '%s\n\n%s' % (body.rstrip(), values['payment_instruction'])
@@ -292,27 +394,45 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                     getattr(administration, 'id', administration)))
         return domain
 
+    def bundle_key(self):
+        """The message this communication goes in: one per debtor, step and
+        day for letters, and for the emails of a flow that bundles (the
+        default); else its own."""
+        if self.kind in (None, 'reminder') and (self.channel == 'letter'
+                or (self.channel == 'email'
+                    and not self.step.flow.per_invoice)):
+            return (self.channel, self.item.debtor.id, self.step.id,
+                self.run_date)
+        return ('own', self.id)
+
     @classmethod
     def _with_whole_letters(cls, communications):
-        "A letter covers all its debtor's items of the step and day."
-        letters = {(c.item.debtor.id, c.step.id, c.run_date)
-            for c in communications if c.channel == 'letter'}
-        if not letters:
+        """A letter, and a bundled email, covers all its debtor's items of
+        the step and day: the pending rows of those bundles join, read in
+        one search."""
+        keys = {c.bundle_key() for c in communications}
+        keys = {k for k in keys if k[0] != 'own'}
+        if not keys:
             return communications
         ids = {c.id for c in communications}
-        extra = []
-        for debtor, step, run_date in letters:
-            for communication in cls.search([
-                        ('state', '=', 'pending'),
-                        ('channel', '=', 'letter'),
-                        ('item.debtor', '=', debtor),
-                        ('step', '=', step),
-                        ('run_date', '=', run_date),
-                        ]):
-                if communication.id not in ids:
-                    ids.add(communication.id)
-                    extra.append(communication)
+        extra = [c for c in cls.search([
+                    ('state', '=', 'pending'),
+                    ('channel', 'in', list({k[0] for k in keys})),
+                    ('item.debtor', 'in', list({k[1] for k in keys})),
+                    ('step', 'in', list({k[2] for k in keys})),
+                    ('run_date', 'in', list({k[3] for k in keys})),
+                    ], order=[('id', 'ASC')])
+            if c.id not in ids and c.bundle_key() in keys]
         return list(communications) + extra
+
+    @classmethod
+    def bundles(cls, communications):
+        "The communications grouped by their message, in order of id."
+        groups = OrderedDict()
+        for communication in sorted(communications, key=lambda c: c.id):
+            groups.setdefault(communication.bundle_key(), []).append(
+                communication)
+        return list(groups.values())
 
     @classmethod
     def claim(cls, administration=None, limit=None):
@@ -398,8 +518,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         email_ids = [c.id for c in communications if c.channel == 'email']
         others = [c.id for c in communications if c.channel != 'email']
         events, count = [], 0
-        for start in range(0, len(email_ids), chunk):
-            records = cls.browse(email_ids[start:start + chunk])
+        for ids in cls._chunks_of_bundles(email_ids, chunk):
+            records = cls.browse(ids)
             count += cls._deliver_email(records, events, today)
             cls.save(records)
         others = cls.browse(others)
@@ -409,6 +529,18 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         cls.save(others)
         Event.save(events)
         return count + cls._deliver_jobs(jobs)
+
+    @classmethod
+    def _chunks_of_bundles(cls, ids, chunk):
+        "Lists of about `chunk` ids, never splitting a bundle."
+        current = []
+        for group in cls.bundles(cls.browse(ids)):
+            if current and len(current) + len(group) > chunk:
+                yield current
+                current = []
+            current += [c.id for c in group]
+        if current:
+            yield current
 
     def _fail(self, error, events, today, kind='failed'):
         self.state = 'failed'
@@ -448,6 +580,10 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def _deliver_email(cls, communications, events, today):
+        """One email per bundle (Communication.bundles): every item due for
+        the step, with the total; all its rows share its Message-ID (the
+        bundle's reference: a bounce finds them all) and its delivery
+        status."""
         from_addr = config.get('email', 'from')
         domain = from_addr.split('@')[-1]
         sent = 0
@@ -455,32 +591,44 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             return sent
         optouts = cls._optouts(communications)
         attached = cls._with_attachments(communications)
-        for communication in communications:
-            debtor = communication.item.debtor
-            subject, body = communication.render()
-            error = None
-            if not debtor.email:
-                error = "The debtor has no email address"
-            elif subject is None:
-                error = "Step %s has no template" % communication.step.rec_name
-            elif communication._opted_out(debtor.email, optouts):
-                error = "The debtor opted out of email"
-            if error:
+        for group in cls.bundles(communications):
+            sent += cls._deliver_bundle(group, from_addr, domain, optouts,
+                attached, events, today)
+        return sent
+
+    @classmethod
+    def _deliver_bundle(cls, group, from_addr, domain, optouts, attached,
+            events, today):
+        first = group[0]
+        debtor = first.item.debtor
+        subject, body = first.render([c.item for c in group]
+            if len(group) > 1 else None)
+        error = None
+        if not debtor.email:
+            error = "The debtor has no email address"
+        elif subject is None:
+            error = "Step %s has no template" % first.step.rec_name
+        elif first._opted_out(debtor.email, optouts):
+            error = "The debtor opted out of email"
+        if error:
+            for communication in group:
                 communication._fail(error, events, today)
-                continue
-            try:
-                msg = communication._email_message(
-                    subject, body, from_addr, domain, attached)
-            except ValueError as exception:
-                # A stored value that breaks a header fails this one alone.
+            return 0
+        try:
+            msg = first._email_message(
+                subject, body, from_addr, domain, attached, group)
+        except ValueError as exception:
+            # A stored value that breaks a header fails this one alone.
+            for communication in group:
                 communication._fail_bad_record(
                     "Cannot build the email: %s" % exception, events, today)
-                continue
-            send_message_transactional(msg, strict=True)
+            return 0
+        email_provider.hand_over(msg)
+        now = datetime.datetime.now()
+        for communication in group:
             communication.state = 'sent'
             communication.provider = 'smtp'
-            communication.sent_at = communication.status_at = (
-                datetime.datetime.now())
+            communication.sent_at = communication.status_at = now
             communication.recipient = debtor.email
             communication.subject = subject
             communication.body = without_portal_tokens(body)
@@ -488,11 +636,13 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             events.append(communication._event(
                     'sent', "Email to %s: %s" % (debtor.email, subject),
                     today))
-            sent += 1
-        return sent
+        return len(group)
 
-    def _email_message(self, subject, body, from_addr, domain, attached):
-        "Raises ValueError when a value cannot be put in a header."
+    def _email_message(self, subject, body, from_addr, domain, attached,
+            group=None):
+        """Raises ValueError when a value cannot be put in a header. The
+        Message-ID is the first row's key: resent after a crash, the bundle
+        has the same."""
         msg = EmailMessage()
         msg['From'] = formataddr((self.company.rec_name, from_addr))
         msg['To'] = self.item.debtor.email
@@ -500,10 +650,14 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         # Derived from the idempotency key: a bounce names it.
         msg['Message-ID'] = '<%s@%s>' % (self.idempotency_key, domain)
         msg.set_content(body)
-        pdf = self.invoice_pdf(str(self.item) in attached)
-        if pdf:
-            msg.add_attachment(pdf, maintype='application', subtype='pdf',
-                filename='%s.pdf' % (self.item.number or self.item.external_id))
+        for communication in group or [self]:
+            pdf = communication.kind in (None, 'reminder') and (
+                communication.invoice_pdf(str(communication.item) in attached))
+            if pdf:
+                item = communication.item
+                msg.add_attachment(pdf, maintype='application',
+                    subtype='pdf',
+                    filename='%s.pdf' % (item.number or item.external_id))
         return msg
 
     def _fail_bad_record(self, error, events, today):

@@ -7,16 +7,11 @@ the debtor (written in the portal) raises the attention "unread debtor
 message" until someone marks it read."""
 import datetime
 import logging
-from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
-
-from trytond import config
 from trytond.exceptions import UserError
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
-from trytond.sendmail import send_message_transactional
 from trytond.transaction import Transaction, without_check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
@@ -37,25 +32,6 @@ TEXTS = {
         "%(about)s:\n\n%(text)s\n\nYou can reply at:\n%(portal_url)s\n"},
     'about': {'nl': " over factuur %s", 'en': " about invoice %s"},
     }
-
-
-def mail_debtor(debtor, subject, body):
-    """Email the debtor; the mail leaves when the transaction commits.
-    Returns False when the debtor has no email address."""
-    if not debtor.email:
-        return False
-    if Transaction().context.get('payt_dry_run'):
-        # A preview (dry run) counts the mail but sends nothing.
-        return True
-    from_addr = config.get('email', 'from')
-    msg = EmailMessage()
-    msg['From'] = formataddr((debtor.company.rec_name, from_addr))
-    msg['To'] = debtor.email
-    msg['Subject'] = subject
-    msg['Message-ID'] = make_msgid(domain=from_addr.split('@')[-1])
-    msg.set_content(body)
-    send_message_transactional(msg, strict=True)
-    return True
 
 
 class Message(CompanyConsistentMixin, ModelSQL, ModelView):
@@ -211,7 +187,9 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
             self._email_debtor()
 
     def _email_debtor(self):
-        Link = Pool().get('payt.portal.link')
+        "A row of the outbox, delivered now: the writer expects it to go."
+        from .communication import PORTAL_LINK
+        Communication = Pool().get('payt.communication')
         debtor = self.debtor
         language = debtor.language or 'nl'
         about = ''
@@ -220,11 +198,16 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
                 self.item.number or self.item.external_id)
         values = {'debtor': debtor.name, 'company': self.company.rec_name,
             'about': about, 'text': self.body,
-            'portal_url': Link.url_for(debtor)}
-        if mail_debtor(debtor, TEXTS['subject'][language] % values,
-                TEXTS['body'][language] % values):
-            self.emailed = True
-            self.save()
+            'portal_url': PORTAL_LINK}
+        item = self.item or (self.case.items[0] if self.case and (
+                self.case.items) else None)
+        communication = Communication.notify('message', debtor, item,
+            TEXTS['subject'][language] % values,
+            TEXTS['body'][language] % values)
+        for sent in Communication.notify_now([communication]):
+            if sent.state == 'sent':
+                self.emailed = True
+                self.save()
 
     @classmethod
     @ModelView.button

@@ -49,6 +49,14 @@ class Flow(
             "flow and a change applies to all of them."),
         'on_change_with_shared')
     steps = fields.One2Many('payt.flow.step', 'flow', "Steps")
+    per_invoice = fields.Boolean("One Email per Invoice",
+        help="Send each invoice its own email. Without it a debtor gets one "
+        "email per step and day listing every invoice due for it, with the "
+        "total (a letter always lists them all).")
+
+    @staticmethod
+    def default_per_invoice():
+        return False
 
     @fields.depends('company')
     def on_change_with_shared(self, name=None):

@@ -399,24 +399,35 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
             lambda a: format_money(a, currency, language))
 
     def _mail_values(self):
-        Link = Pool().get('payt.portal.link')
+        from .communication import PORTAL_LINK
         return {'debtor': self.debtor.name,
             'company': self.company.rec_name,
-            'portal_url': Link.url_for(self.debtor)}
+            'portal_url': PORTAL_LINK}
+
+    def _notify(self, kind, subject, body):
+        "A row of the communication outbox (Communication.notify)."
+        Communication = Pool().get('payt.communication')
+        items = self.items()
+        return Communication.notify(kind, self.debtor,
+            items[0] if items else None, subject, body)
 
     def send_schedule(self):
-        from .debtor_message import mail_debtor
+        """The schedule, delivered now through the outbox: the debtor (in
+        the portal) or the user starting the plan expects it."""
+        Communication = Pool().get('payt.communication')
         language, date, money = self._texts()
         lines = [TEXTS['term_line'][language] % {'number': t.number,
                 'date': date(t.due_date), 'amount': money(t.amount)}
             for t in sorted(self.terms, key=lambda t: t.number or 0)]
         values = dict(self._mail_values(), total=money(self.total),
             count=len(self.terms), terms='\n'.join(lines))
-        if mail_debtor(self.debtor,
-                TEXTS['schedule_subject'][language] % values,
-                TEXTS['schedule_body'][language] % values):
-            self.schedule_sent = datetime.datetime.now()
-            self.save()
+        communication = self._notify('plan_schedule',
+            TEXTS['schedule_subject'][language] % values,
+            TEXTS['schedule_body'][language] % values)
+        for sent in Communication.notify_now([communication]):
+            if sent.state == 'sent':
+                self.schedule_sent = datetime.datetime.now()
+                self.save()
 
     # --------------------------------------------------- the daily part
     @classmethod
@@ -465,7 +476,6 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
         if self.apply_payments([self]):
             return {'completed': 1}
         language, fdate, money = self._texts()
-        from .debtor_message import mail_debtor
         for term in sorted(self.terms, key=lambda t: t.number or 0):
             if term.state == 'paid':
                 continue
@@ -475,7 +485,8 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                         days=self.reminder_days) <= date <= term.due_date):
                 values = dict(self._mail_values(), number=term.number,
                     date=fdate(term.due_date), amount=money(open_amount))
-                if mail_debtor(self.debtor,
+                # In the outbox: the sender delivers it after the run.
+                if self._notify('plan_reminder',
                         TEXTS['reminder_subject'][language] % values,
                         TEXTS['reminder_body'][language] % values):
                     term.reminder_date = date

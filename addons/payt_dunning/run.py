@@ -215,10 +215,12 @@ class DailyRun:
                     [communication.company, communication.item,
                         communication.step, communication.channel,
                         communication.run_date, communication.state,
+                        communication.kind,
                         communication.create_uid, communication.create_date],
                     item.select(item.company, item.id,
                         const(step.id, 'INTEGER'), const(channel, 'VARCHAR'),
                         const(self.date, 'DATE'), const('pending', 'VARCHAR'),
+                        const('reminder', 'VARCHAR'),
                         const(self.user, 'INTEGER'),
                         CurrentTimestamp(), where=where),
                     on_conflict=do_nothing_on_conflict(communication, [

@@ -21,6 +21,13 @@ def fresh(record):
     return record.__class__(record.id)
 
 
+def run_and_send(administration, date):
+    "The daily run, then its sender (as cron_daily does)."
+    summary = run(administration, date)
+    Pool().get('payt.communication').send_pending(administration)
+    return summary
+
+
 class Outbox(list):
     "Mails handed to trytond's transactional sender (the SMTP boundary)."
 
@@ -41,7 +48,7 @@ class PlanTestCase(unittest.TestCase):
         # Only the SMTP boundary is replaced: mails leave at commit, and a
         # test transaction never commits.
         self.outbox = Outbox()
-        patcher = patch('trytond.modules.payt_dunning.debtor_message.'
+        patcher = patch('trytond.modules.payt_dunning.email_provider.'
             'send_message_transactional', self.outbox)
         patcher.start()
         self.addCleanup(patcher.stop)
@@ -173,7 +180,7 @@ class PlanTestCase(unittest.TestCase):
         Pause.hold([administration], 'pause', "Holidays")
         Pause.hold([found['I1'].debtor], 'pause', "Dispute")
         self.outbox.clear()
-        run(administration, TODAY + days(1))
+        run_and_send(administration, TODAY + days(1))
         self.assertEqual(self.outbox, [])
         # A dry run previews the reminder and sends nothing.
         preview = run(administration, TODAY + days(2), dry_run=True)
@@ -181,14 +188,14 @@ class PlanTestCase(unittest.TestCase):
         self.assertEqual(self.outbox, [])
         self.assertIsNone(sorted(fresh(plan).terms,
                 key=lambda t: t.number)[0].reminder_date)
-        summary = run(administration, TODAY + days(2))
+        summary = run_and_send(administration, TODAY + days(2))
         self.assertEqual(summary['state'], 'paused')
         self.assertEqual(summary['plans']['reminders'], 1)
         self.assertEqual(len(self.outbox), 1)
         self.assertIn('term 1', self.outbox[0]['Subject'].lower().replace(
                 'termijn', 'term'))
         # Exactly once per term.
-        run(administration, TODAY + days(3))
+        run_and_send(administration, TODAY + days(3))
         self.assertEqual(len(self.outbox), 1)
         term = sorted(fresh(plan).terms, key=lambda t: t.number)[0]
         self.assertEqual(term.reminder_date, TODAY + days(2))
@@ -323,7 +330,7 @@ class MessageTestCase(unittest.TestCase):
     def setUp(self):
         super().setUp()
         self.outbox = Outbox()
-        patcher = patch('trytond.modules.payt_dunning.debtor_message.'
+        patcher = patch('trytond.modules.payt_dunning.email_provider.'
             'send_message_transactional', self.outbox)
         patcher.start()
         self.addCleanup(patcher.stop)
