@@ -32,13 +32,18 @@ $(VENV)/.installed: requirements.txt pyproject.toml connectors/pyproject.toml
 sao:
 	scripts/fetch-sao.sh
 
+# Trytond names its cached test databases after the modules only: a cache
+# from before a change of the module would be restored as it was. Each run
+# starts with none.
 test-sqlite: venv
 	mkdir -p $(DB_CACHE_DIR)
+	rm -rf $(DB_CACHE_DIR)/*-sqlite.dump
 	DB_NAME=:memory: DB_CACHE=$(DB_CACHE_DIR) $(BIN)/python -m pytest -q \
 		--doctest-glob='scenario_*.rst' $(TESTS)
 
 test-postgresql: venv
 	mkdir -p $(DB_CACHE_DIR)
+	rm -rf $(DB_CACHE_DIR)/*-postgresql.dump
 	TRYTOND_DATABASE__URI='$(PG_TEST_URI)' DB_CACHE=$(DB_CACHE_DIR) \
 		$(BIN)/python -m pytest -q --doctest-glob='scenario_*.rst' $(TESTS)
 
