@@ -367,6 +367,22 @@ class BatchImporter:
                     table._name, names)) as copy:
             for row in rows:
                 copy.write_row(list(row) + [self.user, self._now])
+        self._analyze_if_grown(table._name, len(rows))
+
+    def _analyze_if_grown(self, name, inserted):
+        """ANALYZE a table this batch grew by half or more. A first sync
+        fills empty tables batch after batch, faster than autovacuum
+        analyses them: without column statistics the planner took
+        "administration = X" for selective and read all of the
+        administration's rows for every chunk of external ids, each batch
+        slower than the one before (0.4 s for the first, 15 s for the 50th
+        of a 100,000-item sync). About ten ANALYZEs over such a sync."""
+        self.cursor.execute(
+            'SELECT reltuples FROM pg_class WHERE oid = %s::regclass',
+            ('"%s"' % name,))
+        estimated, = self.cursor.fetchone()
+        if inserted >= 100 and inserted * 2 >= estimated:
+            self.cursor.execute('ANALYZE "%s"' % name)
 
     def _update(self, table, columns, rows):
         "rows: (id, value, ...); one prepared statement for all of them."

@@ -3,8 +3,10 @@
 import unittest
 from decimal import Decimal
 
+from trytond import backend
 from trytond.exceptions import UserError
 from trytond.pool import Pool
+from trytond.transaction import Transaction
 from trytond.tests.test_tryton import activate_module, with_transaction
 
 from .tools import (
@@ -39,6 +41,26 @@ class ImportTestCase(unittest.TestCase):
             'payments': [{'external_id': 'P1', 'item': 'I1',
                     'date': TODAY.isoformat(), 'amount': '21.00'}],
             }
+
+    @unittest.skipIf(backend.name != 'postgresql',
+        "planner statistics are PostgreSQL's")
+    @with_transaction()
+    def test_a_first_sync_keeps_the_planner_informed(self):
+        "A batch that fills an empty table leaves it analysed"
+        # Without it every next batch of a first sync looked its external
+        # ids up by sequential scans: 0.4 s for the first batch, 15 s for
+        # the 50th (bench_sync, 100,000 items).
+        administration = create_administration()
+        self._import(administration, {
+                'debtors': [debtor('D%d' % i) for i in range(10)],
+                'items': [item('I%d' % i, 'D%d' % (i % 10), TODAY)
+                    for i in range(500)]})
+        cursor = Transaction().connection.cursor()
+        # Column statistics: without them the planner took "administration
+        # = X" for selective and scanned all of the administration's items.
+        cursor.execute("SELECT count(*) FROM pg_stats "
+            "WHERE tablename = 'payt_item' AND attname = 'external_id'")
+        self.assertEqual(cursor.fetchone()[0], 1)
 
     @with_transaction()
     def test_import_is_idempotent(self):
