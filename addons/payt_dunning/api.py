@@ -243,6 +243,17 @@ def administration_of(pool, access, value):
     return administration
 
 
+def write_request(request, pool, access, key):
+    """A bulk write's records (the body's `key` list, or 422) and its
+    administration, locked for the work: (administration, records)."""
+    body = body_of(request)
+    records = records_of(body, key)
+    administration = administration_of(pool, access,
+        body.get('administration_id'))
+    writing(administration)
+    return administration, records
+
+
 def writing(administration):
     """Lock the administration before the work, as import_batch will:
     Tryton takes a lock by restarting the transaction, so taking it first
@@ -473,11 +484,8 @@ def import_valid(pool, administration, kind, records, validate):
 @endpoint('/v1/debtors', 'POST', 'debtors:write')
 def post_debtors(request, pool, access):
     Debtor = pool.get('payt.debtor')
-    body = body_of(request)
-    records = records_of(body, 'debtors')
-    administration = administration_of(pool, access,
-        body.get('administration_id'))
-    writing(administration)
+    administration, records = write_request(request, pool, access,
+        'debtors')
     stored = stored_by_external_id(Debtor, administration,
         [r.get('debtor_number') for r in records
             if isinstance(r.get('debtor_number'), str)])
@@ -602,11 +610,8 @@ def payments_of(record):
 
 @endpoint('/v1/invoices', 'POST', 'invoices:write')
 def post_invoices(request, pool, access):
-    body = body_of(request)
-    records = records_of(body, 'invoices')
-    administration = administration_of(pool, access,
-        body.get('administration_id'))
-    writing(administration)
+    administration, records = write_request(request, pool, access,
+        'invoices')
     return upsert_invoices(pool, administration,
         [(invoice_key(r, i), r) for i, r in enumerate(records)], {})
 
@@ -617,11 +622,8 @@ def patch_invoices(request, pool, access):
     unknown invoice_number is an error of that record (PATCH creates
     nothing). The merged invoices take the path of POST."""
     Item = pool.get('payt.item')
-    body = body_of(request)
-    records = records_of(body, 'invoices')
-    administration = administration_of(pool, access,
-        body.get('administration_id'))
-    writing(administration)
+    administration, records = write_request(request, pool, access,
+        'invoices')
     stored = stored_by_external_id(Item, administration,
         [r.get('invoice_number') for r in records
             if isinstance(r.get('invoice_number'), str)])

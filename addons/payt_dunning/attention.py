@@ -11,7 +11,7 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
 from .company import CompanyConsistentMixin
-from .timeline import event_params, render_text
+from .timeline import event_params, keep_sentences_as_notes, render_text
 
 REASONS = [
     ('unread_message', "Unread debtor message"),
@@ -78,11 +78,8 @@ class Attention(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def __register__(cls, module):
-        table_h = cls.__table_handler__(module)
         # Points of attention used to store an English sentence: the note.
-        if (table_h.column_exist('description')
-                and not table_h.column_exist('note')):
-            table_h.column_rename('description', 'note')
+        keep_sentences_as_notes(cls.__table_handler__(module))
         super().__register__(module)
 
     def get_description(self, name):

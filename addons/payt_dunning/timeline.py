@@ -97,11 +97,8 @@ class Event(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def __register__(cls, module):
-        table_h = cls.__table_handler__(module)
         # Events used to store an English sentence; it becomes the note.
-        if (table_h.column_exist('description')
-                and not table_h.column_exist('note')):
-            table_h.column_rename('description', 'note')
+        keep_sentences_as_notes(cls.__table_handler__(module))
         super().__register__(module)
 
     def get_user(self, name):
@@ -117,6 +114,14 @@ class Event(CompanyConsistentMixin, ModelSQL, ModelView):
     def get_description(self, name):
         return render_text(self.text_key, self.text_params, self.note,
             self.company.currency)
+
+
+def keep_sentences_as_notes(table_h):
+    """Migration of a table that stored English sentences in `description`
+    (events, points of attention): they become the untranslated note."""
+    if (table_h.column_exist('description')
+            and not table_h.column_exist('note')):
+        table_h.column_rename('description', 'note')
 
 
 def render_text(text_key, text_params, note, currency):
