@@ -1,6 +1,7 @@
 # This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
 """Small helpers for the set-based SQL of the run and the import."""
 from sql import Cast, Conflict, Literal
+from sql.functions import Function, Lower
 
 from trytond.transaction import Transaction
 
@@ -26,6 +27,28 @@ def const(value, sql_type):
     if _backend_name() == 'postgresql':
         return Cast(Literal(value), sql_type)
     return Literal(value)
+
+
+def _function(name):
+    "An SQL function python-sql does not name."
+    return type(name.title(), (Function,), {
+            '__slots__': (), '_function': name})
+
+
+_RandomUUID = _function('GEN_RANDOM_UUID')
+_Replace = _function('REPLACE')
+_Hex = _function('HEX')
+_RandomBlob = _function('RANDOMBLOB')
+
+
+def random_key():
+    """A random reference per row, made by the database (128 bits, 32 hex
+    digits, within CM's 32), for rows inserted set-based: their key is on
+    record from the start, so a send repeated after a lost commit carries
+    the same one."""
+    if _backend_name() == 'postgresql':
+        return _Replace(Cast(_RandomUUID(), 'TEXT'), '-', '')
+    return Lower(_Hex(_RandomBlob(16)))
 
 
 def _backend_name():

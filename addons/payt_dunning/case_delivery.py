@@ -7,7 +7,6 @@ emailed and the debtor has an address. The letter's date, its 14-day term
 and the day costs may be charged run from the day it was handed over, not
 from the day it was rendered: a letter the provider refused waits, and
 stops the case, until a later send hands it over."""
-import datetime
 from email.message import EmailMessage
 from email.utils import formataddr
 
@@ -16,7 +15,8 @@ from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
-from . import email_provider, law
+from . import law
+from .providers import Job, Outgoing, call_provider
 
 DELIVERY = [
     (None, ""),
@@ -47,6 +47,11 @@ class CaseLetter(metaclass=PoolMeta):
     provider = fields.Char("Provider", readonly=True)
     provider_id = fields.Char("Provider Reference", readonly=True)
     delivery_error = fields.Char("Delivery Error", readonly=True)
+
+    @classmethod
+    def default_delivery_key(cls):
+        "On record from the start: every send of it carries the same."
+        return Pool().get('payt.communication').new_reference()
 
     @classmethod
     def _on_timeline(cls, letters):
@@ -115,17 +120,15 @@ class CaseLetter(metaclass=PoolMeta):
                 name=debtor.name, company=company))
         msg.add_attachment(bytes(self.pdf), maintype='application',
             subtype='pdf', filename=self.pdf_name)
-        email_provider.hand_over(msg)
-        self.provider = 'smtp'
-        self.provider_id = msg['Message-ID']
-        self._handed_over(date, 'email')
+        self._hand_to('smtp', Outgoing(key=self.delivery_key,
+                channel='email', to=debtor.email, language=self.language,
+                message=msg), date, 'email')
 
     def _subject(self):
         from .letter import case_letter_content
         return case_letter_content(self).subject
 
     def _post(self, date):
-        from .channel import Job, Outgoing, call_provider
         debtor = self.case.debtor
         administration = self.case.administration
         if not (debtor.street and debtor.city):
@@ -134,26 +137,32 @@ class CaseLetter(metaclass=PoolMeta):
             # Handed over when the day's batch is downloaded.
             self.provider, self.delivery = 'self', 'queued'
             return
-        Backoff = Pool().get('payt.channel.backoff')
-        if 'printmail' in Backoff.waiting():
-            self.delivery = 'pending'
-            return
         recipient = {'name': debtor.name, 'street': debtor.street,
             'postal_code': debtor.postal_code or '', 'city': debtor.city,
             'country': debtor.country or 'NL'}
-        receipt, error = call_provider(Job(ids=[], provider='printmail',
-                what="Case letter", outgoing=Outgoing(key=self.delivery_key,
-                    channel='letter', pdf=bytes(self.pdf),
-                    recipient=recipient, language=self.language)))
+        self._hand_to('printmail', Outgoing(key=self.delivery_key,
+                channel='letter', pdf=bytes(self.pdf), recipient=recipient,
+                language=self.language), date, 'post')
+
+    def _hand_to(self, provider, outgoing, date, channel):
+        """Handed over before the letter is recorded as sent: should the
+        transaction not commit, the next send repeats it under the same
+        key. A provider that is down waits (channel_backoff)."""
+        Backoff = Pool().get('payt.channel.backoff')
+        if provider in Backoff.waiting():
+            self.delivery = 'pending'
+            return
+        receipt, error = call_provider(Job(ids=[], provider=provider,
+                what="Case letter", outgoing=outgoing))
         if error and error.retry:
-            Backoff.failed('printmail', error)
+            Backoff.failed(provider, error)
             self.delivery, self.delivery_error = 'pending', str(error)[:1000]
             return
         if error:
             return self._failed(str(error))
-        Backoff.succeeded('printmail')
-        self.provider, self.provider_id = 'printmail', receipt.provider_id
-        self._handed_over(date, 'post')
+        Backoff.succeeded(provider)
+        self.provider, self.provider_id = provider, receipt.provider_id
+        self._handed_over(date, channel)
 
     def _handed_over(self, date, channel):
         """Sent on `date`: the term, the receipt and the right to charge

@@ -41,13 +41,13 @@ class Backoff(ModelSQL, ModelView):
 
     @classmethod
     def waiting_channels(cls):
-        from .channel import CHANNEL_PROVIDER
+        from .providers import CHANNEL_PROVIDER
         waiting = cls.waiting()
         return [c for c, p in CHANNEL_PROVIDER.items() if p in waiting]
 
     @classmethod
     def delay(cls, failures):
-        from .channel import setting
+        from .providers import setting
         base = float(setting('backoff_seconds', 30))
         maximum = float(setting('backoff_max_seconds', 3600))
         return datetime.timedelta(

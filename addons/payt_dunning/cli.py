@@ -203,17 +203,14 @@ def cmd_run(args):
         summary = _retrying(args.database, work)
         summary['seconds'] = round(time.perf_counter() - started, 3)
         summaries.append(summary)
-    undelivered = None
+    down = []
     if not args.dry_run and not args.no_send:
         for administration_id in ids:
-            try:
-                sent = _send(pool, args.database, administration_id)
-            except _smtp_errors() as exception:
-                undelivered = exception
-                break
+            sent = _send(pool, args.database, administration_id)
             for summary in summaries:
                 if summary['administration_id'] == administration_id:
                     summary['emails_sent'] = sent
+        down = _providers_down(pool, args.database)
     if args.json:
         print(json.dumps({'date': date.isoformat(),
                     'dry_run': args.dry_run,
@@ -224,13 +221,14 @@ def cmd_run(args):
             if 'emails_sent' in summary:
                 print("  %s: %s email(s) sent" % (
                         summary['administration'], summary['emails_sent']))
-    if undelivered:
-        _report_undelivered(undelivered)
+    if down:
+        _report_undelivered(down)
         return 3
 
 
 def _send(pool, database, administration_id=None):
-    "Deliver pending emails; they leave when the transaction commits."
+    """Deliver pending messages; each is recorded as sent once its provider
+    accepted it. Return how many went."""
     def send(transaction):
         Administration = pool.get('payt.administration')
         return pool.get('payt.communication').send_pending(
@@ -238,12 +236,25 @@ def _send(pool, database, administration_id=None):
     return _retrying(database, send)
 
 
-def _report_undelivered(exception):
+def _providers_down(pool, database):
+    "(provider, last error) of each provider the sender waits for."
+    def read(transaction):
+        Backoff = pool.get('payt.channel.backoff')
+        waiting = Backoff.waiting()
+        return [(b.provider, b.error) for b in Backoff.search([
+                    ('provider', 'in', list(waiting))])]
+    return _retrying(database, read)
+
+
+def _report_undelivered(down):
     from trytond import config
-    print("payt: could not deliver email through %s (%s). The "
-        "communications stay pending and go out with the next run; check "
-        "the [email] uri setting." % (
-            config.get('email', 'uri'), exception), file=sys.stderr)
+    for provider, error in down:
+        where = ("the mail server %s; check the [email] uri setting" % (
+                config.get('email', 'uri')) if provider == 'smtp'
+            else "%s; check its settings in [payt_channels]" % provider)
+        print("payt: could not hand messages to %s (%s). They stay pending "
+            "and go out with a later send." % (where, error),
+            file=sys.stderr)
 
 
 def cmd_import(args):
@@ -261,22 +272,16 @@ def cmd_import(args):
     print(json.dumps(_retrying(args.database, work), indent=2))
 
 
-def _smtp_errors():
-    "What a failed SMTP hand-over raises (the email provider's own list)."
-    from .email_provider import ERRORS
-    return ERRORS
-
-
 def cmd_demo(args):
     pool = _pool(args)
     from .demo import build_demo
     with _transaction(args.database) as transaction:
         build_demo(pool, seed=args.seed, progress=print)
         transaction.commit()
-    try:
-        print("%s reminder emails delivered" % _send(pool, args.database))
-    except _smtp_errors() as exception:
-        _report_undelivered(exception)
+    print("%s reminder messages delivered" % _send(pool, args.database))
+    down = _providers_down(pool, args.database)
+    if down:
+        _report_undelivered(down)
 
 
 def cmd_mailcatcher(args):

@@ -20,10 +20,13 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction, without_check_access
 
-from . import email_provider, law
+from . import law
 from .bulk import invalidate_caches
 from .company import CompanyConsistentMixin
 from .flow import CHANNELS
+from .providers import (
+    CHANNEL_PROVIDER, PROVIDER_CHANNELS, PROVIDERS, Job, Outgoing,
+    call_provider, close_providers, setting)
 from .timeline import event_params
 
 STATES = [
@@ -243,6 +246,11 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         return 'reminder'
 
     @classmethod
+    def default_idempotency_key(cls):
+        "On record from the start: every send of it carries the same."
+        return cls.new_reference()
+
+    @classmethod
     def notify(cls, kind, debtor, item, subject, body):
         """A notification to the debtor by email, as a row of the outbox:
         it leaves through the sender like every reminder, with opt-outs,
@@ -274,7 +282,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     @classmethod
     def notify_now(cls, communications):
         """Deliver notifications a user is waiting for at once, through the
-        sender's own path (`deliver`): the email leaves at commit. Nothing
+        sender's own path (`deliver`): handed to the mail server now. Nothing
         leaves from a dry run."""
         communications = [c for c in communications if c]
         if not communications or Transaction().context.get('payt_dry_run'):
@@ -378,10 +386,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     @classmethod
     def _pending_domain(cls, administration=None):
         "Pending, and not claimed by a sender that may still be sending."
-        from .channel import PROVIDERS, CHANNEL_PROVIDER, setting
         grace = datetime.timedelta(seconds=float(
                 setting('reconcile_seconds', 600)))
-        idempotent = ['email'] + [c for c, p in CHANNEL_PROVIDER.items()
+        idempotent = [c for c, p in CHANNEL_PROVIDER.items()
             if PROVIDERS[p].idempotent]
         domain = [('state', '=', 'pending'),
             ['OR',
@@ -484,28 +491,25 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         """Deliver pending communications on every channel, in the caller's
         transaction, and return how many were handed over.
 
-        Email leaves through Tryton's SMTP setting when the transaction
-        commits, so a communication marked sent is one whose transaction
-        committed. SMS, calls and letters go to their provider now, each
-        with its idempotency key. `channel.run_sender` is the same in
-        batches with the claim committed first."""
+        Each goes to its provider now, with its idempotency key, and is
+        recorded as sent after the provider accepted it (`deliver`).
+        `channel.run_sender` is the same in batches, with the claim
+        committed first and the providers called outside any
+        transaction."""
         communications = cls.search(cls._pending_domain(administration),
             limit=limit, order=[('id', 'ASC')])
-        communications = cls._with_whole_letters(communications)
-        for communication in communications:
-            if not communication.idempotency_key:
-                communication.idempotency_key = (
-                    communication.get_idempotency_key())
-        return cls.deliver(communications)
+        return cls.deliver(cls._with_whole_letters(communications))
 
     @classmethod
     def deliver(cls, communications, chunk=50):
-        """Hand each communication to its channel, in the caller's
+        """Hand each communication to its provider, in the caller's
         transaction; return how many went.
 
-        Emails are rendered in chunks of fresh records: rendering may create
-        records (portal links), and the ORM then rereads every record it
-        holds, so holding them all would cost quadratic time."""
+        Each is handed over before it is recorded as sent: should the
+        transaction not commit, it is sent again, under the same key.
+        Prepared in chunks of fresh records: rendering may create records
+        (portal links), and the ORM then rereads every record it holds, so
+        holding them all would cost quadratic time."""
         pool = Pool()
         Event = pool.get('payt.event')
         today = pool.get('ir.date').today()
@@ -515,20 +519,19 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 communication.idempotency_key = (
                     communication.get_idempotency_key())
         cls.save(communications)
-        email_ids = [c.id for c in communications if c.channel == 'email']
-        others = [c.id for c in communications if c.channel != 'email']
-        events, count = [], 0
-        for ids in cls._chunks_of_bundles(email_ids, chunk):
-            records = cls.browse(ids)
-            count += cls._deliver_email(records, events, today)
-            cls.save(records)
-        others = cls.browse(others)
-        jobs = cls.prepare(others, events, today)
-        count += len([c for c in others
-                if c.channel == 'letter' and c.state == 'queued'])
-        cls.save(others)
-        Event.save(events)
-        return count + cls._deliver_jobs(jobs)
+        count = 0
+        try:
+            for ids in cls._chunks_of_bundles(
+                    [c.id for c in communications], chunk):
+                records, events = cls.browse(ids), []
+                jobs = cls.prepare(records, events, today)
+                count += len([c for c in records if c.state == 'queued'])
+                cls.save(records)
+                Event.save(events)
+                count += cls._deliver_jobs(jobs)
+        finally:
+            close_providers()
+        return count
 
     @classmethod
     def _chunks_of_bundles(cls, ids, chunk):
@@ -579,25 +582,23 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         return found
 
     @classmethod
-    def _deliver_email(cls, communications, events, today):
+    def _prepare_email(cls, communications, events, today):
         """One email per bundle (Communication.bundles): every item due for
         the step, with the total; all its rows share its Message-ID (the
         bundle's reference: a bounce finds them all) and its delivery
-        status."""
+        status. Returns the jobs for the SMTP provider."""
         from_addr = config.get('email', 'from')
         domain = from_addr.split('@')[-1]
-        sent = 0
         if not communications:
-            return sent
+            return []
         optouts = cls._optouts(communications)
         attached = cls._with_attachments(communications)
-        for group in cls.bundles(communications):
-            sent += cls._deliver_bundle(group, from_addr, domain, optouts,
-                attached, events, today)
-        return sent
+        jobs = (cls._email_job(group, from_addr, domain, optouts, attached,
+                events, today) for group in cls.bundles(communications))
+        return [job for job in jobs if job]
 
     @classmethod
-    def _deliver_bundle(cls, group, from_addr, domain, optouts, attached,
+    def _email_job(cls, group, from_addr, domain, optouts, attached,
             events, today):
         first = group[0]
         debtor = first.item.debtor
@@ -613,7 +614,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         if error:
             for communication in group:
                 communication._fail(error, events, today)
-            return 0
+            return None
         try:
             msg = first._email_message(
                 subject, body, from_addr, domain, attached, group)
@@ -622,21 +623,16 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             for communication in group:
                 communication._fail_bad_record(
                     "Cannot build the email: %s" % exception, events, today)
-            return 0
-        email_provider.hand_over(msg)
-        now = datetime.datetime.now()
+            return None
         for communication in group:
-            communication.state = 'sent'
-            communication.provider = 'smtp'
-            communication.sent_at = communication.status_at = now
             communication.recipient = debtor.email
             communication.subject = subject
             communication.body = without_portal_tokens(body)
             communication.message_id = msg['Message-ID']
-            events.append(communication._event(
-                    'sent', "Email to %s: %s" % (debtor.email, subject),
-                    today))
-        return len(group)
+        return Job(ids=[c.id for c in group], provider='smtp',
+            what="Email to %s: %s" % (debtor.email, subject),
+            outgoing=Outgoing(key=first.idempotency_key, channel='email',
+                to=debtor.email, language=debtor.language, message=msg))
 
     def _email_message(self, subject, body, from_addr, domain, attached,
             group=None):
@@ -707,8 +703,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def prepare(cls, communications, events, today):
-        "The provider jobs of SMS, calls and letters; failures recorded."
-        jobs = []
+        "The provider jobs of every channel; failures recorded."
+        emails = [c for c in communications if c.channel == 'email']
+        jobs = cls._prepare_email(emails, events, today)
         phone = [c for c in communications if c.channel in ('sms', 'call')]
         letters = [c for c in communications if c.channel == 'letter']
         if phone:
@@ -719,8 +716,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def _prepare_phone(cls, communications, events, today):
-        from .channel import (
-            CHANNEL_PROVIDER, Job, Outgoing, PhoneError, normalise_phone)
+        from .channel import PhoneError, normalise_phone
         jobs = []
         optouts = cls._optouts(communications)
         for communication in communications:
@@ -765,7 +761,6 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def _prepare_letters(cls, communications, events, today):
-        from .channel import CHANNEL_PROVIDER, Job, Outgoing
         jobs = []
         for (debtor, step, run_date), group in cls._letter_groups(
                 communications).items():
@@ -848,7 +843,6 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     @classmethod
     def _deliver_jobs(cls, jobs):
         "Call the providers and record, all in the caller's transaction."
-        from .channel import call_provider
         count, down = 0, set()
         for job in jobs:
             receipt, error = call_provider(job, down)
@@ -945,7 +939,6 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         and handed to it (its own, or claimed by a sender whose answer
         from the provider is not recorded yet). Never an email, a letter
         posted in-house, or one still waiting to be sent."""
-        from .channel import PROVIDER_CHANNELS
         return [('channel', 'in', list(PROVIDER_CHANNELS[provider])),
             ['OR',
                 ('provider', '=', provider),

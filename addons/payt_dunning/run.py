@@ -25,7 +25,8 @@ from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
-from .bulk import const, do_nothing_on_conflict, invalidate_caches
+from .bulk import (
+    const, do_nothing_on_conflict, invalidate_caches, random_key)
 from .company import CompanyConsistentMixin
 from .timeline import event_params
 
@@ -215,12 +216,12 @@ class DailyRun:
                     [communication.company, communication.item,
                         communication.step, communication.channel,
                         communication.run_date, communication.state,
-                        communication.kind,
+                        communication.kind, communication.idempotency_key,
                         communication.create_uid, communication.create_date],
                     item.select(item.company, item.id,
                         const(step.id, 'INTEGER'), const(channel, 'VARCHAR'),
                         const(self.date, 'DATE'), const('pending', 'VARCHAR'),
-                        const('reminder', 'VARCHAR'),
+                        const('reminder', 'VARCHAR'), random_key(),
                         const(self.user, 'INTEGER'),
                         CurrentTimestamp(), where=where),
                     on_conflict=do_nothing_on_conflict(communication, [

@@ -13,7 +13,7 @@ from trytond.transaction import Transaction
 
 from payt_hub.simulators.printmail import API_KEY, PrintMailSimulator
 
-from ..channel import SECTION
+from ..providers import SECTION
 from .test_email import Inbox, free_port
 from .tools import TODAY, create_administration, days, debtor, item
 

@@ -7,7 +7,7 @@ from trytond import config
 from trytond.pool import Pool
 from trytond.tests.test_tryton import with_transaction
 
-from ..channel import SECTION
+from ..providers import SECTION
 from .test_case_delivery import Outbound
 from .test_email import free_port
 from .tools import TODAY, create_administration, days, debtor, item

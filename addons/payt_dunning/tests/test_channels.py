@@ -28,8 +28,8 @@ from payt_hub.simulators.printmail import (
     API_KEY, WEBHOOK_SECRET, PrintMailSimulator, sign)
 
 from ..bulk import invalidate_caches
-from ..channel import (
-    SECTION, CMProvider, PhoneError, PrintMailProvider, normalise_phone)
+from ..channel import PhoneError, normalise_phone
+from ..providers import SECTION, CMProvider, PrintMailProvider
 from .tools import TODAY, create_administration, days, debtor, item
 
 CALLBACK_TOKEN = 'test-callback-token'

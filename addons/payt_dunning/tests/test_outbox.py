@@ -19,7 +19,7 @@ MODULE = pathlib.Path(__file__).resolve().parent.parent
 # Talking to a mail server: only the email provider may.
 SENDING = re.compile(r'\bsmtplib\b|\bsendmail\b|send_message|\bSMTP(_SSL)?\('
     r'|\bmail_debtor\b')
-PROVIDERS = {'email_provider.py'}
+PROVIDERS = {'providers/smtp.py'}
 
 
 class OutboxTestCase(Outbound, unittest.TestCase):

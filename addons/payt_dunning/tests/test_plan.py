@@ -29,10 +29,19 @@ def run_and_send(administration, date):
 
 
 class Outbox(list):
-    "Mails handed to trytond's transactional sender (the SMTP boundary)."
+    """A mail server keeping what it is handed (the SMTP boundary): patched
+    in as the email provider's connection."""
+    uri = 'smtp://outbox'
 
-    def __call__(self, msg, *args, **kwargs):
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def send_message(self, msg, *args, **kwargs):
         self.append(msg)
+        return {}
+
+    def quit(self):
+        pass
 
 
 class PlanTestCase(unittest.TestCase):
@@ -45,11 +54,10 @@ class PlanTestCase(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
-        # Only the SMTP boundary is replaced: mails leave at commit, and a
-        # test transaction never commits.
+        # Only the SMTP boundary is replaced.
         self.outbox = Outbox()
-        patcher = patch('trytond.modules.payt_dunning.email_provider.'
-            'send_message_transactional', self.outbox)
+        patcher = patch('trytond.modules.payt_dunning.providers.smtp.'
+            'get_smtp_server', self.outbox)
         patcher.start()
         self.addCleanup(patcher.stop)
 
@@ -330,8 +338,8 @@ class MessageTestCase(unittest.TestCase):
     def setUp(self):
         super().setUp()
         self.outbox = Outbox()
-        patcher = patch('trytond.modules.payt_dunning.email_provider.'
-            'send_message_transactional', self.outbox)
+        patcher = patch('trytond.modules.payt_dunning.providers.smtp.'
+            'get_smtp_server', self.outbox)
         patcher.start()
         self.addCleanup(patcher.stop)
 

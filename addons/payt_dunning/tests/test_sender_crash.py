@@ -181,3 +181,129 @@ class SenderCrashTestCase(unittest.TestCase):
         self.assertEqual(sorted(printed), sorted(letter_keys))
         self.assertEqual({s[4] for s in letters},
             set(self.printmail.printed))
+
+
+MAILED = '''
+import json
+Communication = pool.get('payt.communication')
+print(json.dumps([[c.state, c.message_id] for c in Communication.search([
+        ('channel', '=', 'email')])]))
+'''
+
+
+class SlowMailServer:
+    """An aiosmtpd handler that takes its time over each message and kills
+    the sender at a chosen point of the conversation: at MAIL FROM (nothing
+    handed over yet), during DATA (the message not accepted), or just after
+    it answered 250 (accepted, not yet recorded as sent)."""
+
+    def __init__(self, delay=0.05):
+        self.delay = delay
+        self.accepted = []
+        self.victim = None          # (pid, point, after how many messages)
+
+    def _kill(self, point):
+        if self.victim and self.victim[1] == point and (
+                len(self.accepted) >= self.victim[2]):
+            pid, self.victim = self.victim[0], None
+            os.kill(pid, signal.SIGKILL)
+            return True
+        return False
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        self._kill('mail')
+        envelope.mail_from = address
+        return '250 OK'
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+        import email
+        import email.policy
+        await asyncio.sleep(self.delay)
+        if self._kill('data'):
+            return '451 Sender gone'
+        message = email.message_from_bytes(envelope.content,
+            policy=email.policy.default)
+        self.accepted.append(message['Message-ID'])
+        if self.victim and self.victim[1] == 'accepted':
+            # Killed once the answer is on its way, before the sender
+            # records the message as sent.
+            asyncio.get_running_loop().call_soon(self._kill, 'accepted')
+        return '250 OK'
+
+
+class EmailSenderCrashTestCase(unittest.TestCase):
+    "A sender killed at each step of handing emails to a slow mail server"
+
+    @classmethod
+    def setUpClass(cls):
+        from aiosmtpd.controller import Controller
+        super().setUpClass()
+        cls.database = Database()
+        cls.database.python(SETUP)
+        cls.database.python(ADMINISTRATION % "Mail Crash BV")
+        due = (datetime.date.today() - datetime.timedelta(days=8)).isoformat()
+        path = os.path.join(cls.database.folder, 'batch.json')
+        with open(path, 'w') as f:
+            json.dump({
+                    'debtors': [{'external_id': 'D%d' % i,
+                            'name': 'Debtor %d' % i,
+                            'email': 'd%d@example.com' % i}
+                        for i in range(DEBTORS)],
+                    'items': [{'external_id': 'I%d' % i,
+                            'debtor': 'D%d' % (i % DEBTORS),
+                            'number': 'F-%d' % i, 'amount': '100.00',
+                            'open_amount': '100.00', 'due_date': due}
+                        for i in range(ITEMS)]}, f)
+        cls.database.payt('import', '-d', cls.database.name,
+            '--administration', 'Mail Crash BV', path)
+        cls.database.payt('run', '-d', cls.database.name, '--no-send')
+        cls.mail = SlowMailServer()
+        cls.smtp = Controller(cls.mail, hostname='127.0.0.1',
+            port=free_port())
+        cls.smtp.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.smtp.stop()
+        cls.database.drop()
+        super().tearDownClass()
+
+    def _sender(self):
+        return subprocess.Popen([sys.executable, '-c',
+                'import sys; from trytond.modules.payt_dunning.channel '
+                'import main; sys.exit(main())',
+                '-d', self.database.name, '--batch-size', '4'],
+            env=dict(self.database.env, TRYTOND_EMAIL__URI='smtp://'
+                '127.0.0.1:%s' % self.smtp.port,
+                TRYTOND_DATABASE__RETRY='20'),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def test_killed_sender_loses_no_email(self):
+        """Killed before, during and after the mail server accepted an
+        email: each arrives, repeats carry the first one's Message-ID"""
+        kills = []
+        for point, after in [('mail', 2), ('data', 5), ('accepted', 8),
+                ('accepted', 11)]:
+            sender = self._sender()
+            self.mail.victim = (sender.pid, point, after)
+            sender.wait(120)
+            kills.append(sender.returncode == -signal.SIGKILL)
+        self.mail.victim = None
+        self.assertEqual(kills, [True] * 4,
+            "the sender was killed at every point")
+        finished = self._sender()
+        _, err = finished.communicate(timeout=300)
+        self.assertEqual(finished.returncode, 0, err)
+
+        mailed = json.loads(self.database.python(MAILED).strip(
+                ).splitlines()[-1])
+        # One bundled email per debtor, each recorded as sent.
+        self.assertEqual(len({m for _, m in mailed}), DEBTORS)
+        self.assertEqual({s for s, _ in mailed}, {'sent'})
+        # Every one arrived, under the Message-ID on record.
+        self.assertEqual(set(self.mail.accepted), {m for _, m in mailed})
+        # Only what a killed sender had not recorded yet went again: at
+        # most its batch (4) per kill.
+        repeats = len(self.mail.accepted) - DEBTORS
+        self.assertLessEqual(repeats, 4 * len(kills), self.mail.accepted)
