@@ -25,7 +25,7 @@ IMPLEMENTED = {
     '/v1/payment_plans/{id}/approve': ['patch'],
     '/v1/payment_plans/{id}/reject': ['patch'],
     '/v1/payment_plans/{id}/deactivate': ['patch'],
-    '/v1/messages': ['get', 'post'],
+    '/v1/messages': ['get', 'post', 'patch'],
     '/v1/messages/{id}': ['get'],
     '/v1/credit_cases': ['get'],
     '/v1/credit_cases/{id}': ['get'],

@@ -8,7 +8,8 @@ the first authenticates and counts the request for the rate limit (committed
 even when the work fails), the second does the work as the token's user,
 within the administration's company, so access rights and record rules
 apply as in the web client. Writes go through import_batch, the one bulk
-entry point; block and resume through the pauses.
+entry point; block and resume through the pauses; messages through their
+buttons.
 
 Shapes follow payt-openapi-v1.json (data/api-openapi-v1.json is the part of
 it we serve): money as strings with two decimals, timestamps UTC ISO 8601,
@@ -17,6 +18,7 @@ nothing is processed), {"code", "message"} for 401/403/404/422/429."""
 import datetime
 import json
 import os
+import uuid
 from decimal import Decimal
 
 from werkzeug.wrappers import Response
@@ -243,14 +245,16 @@ def administration_of(pool, access, value):
     return administration
 
 
-def write_request(request, pool, access, key):
+def write_request(request, pool, access, key, lock=True):
     """A bulk write's records (the body's `key` list, or 422) and its
-    administration, locked for the work: (administration, records)."""
+    administration, locked for the work unless lock is False (writes that
+    do not go through import_batch): (administration, records)."""
     body = body_of(request)
     records = records_of(body, key)
     administration = administration_of(pool, access,
         body.get('administration_id'))
-    writing(administration)
+    if lock:
+        writing(administration)
     return administration, records
 
 
@@ -635,11 +639,35 @@ def patch_invoices(request, pool, access):
             errors[key] = ["invoice_number %s is not an invoice of the "
                 "administration" % record.get('invoice_number')]
             continue
-        merged.append((key, dict(stored_invoice(item), **record)))
+        merged.append((key, dict(stored_invoice(item), **record,
+                    **open_amount_payment(item, record))))
     if not merged:
         return write_result(0, errors, {}, status=200)
     body, _ = upsert_invoices(pool, administration, merged, errors)
     return body, 200
+
+
+def open_amount_payment(item, record):
+    """Payt creates a payment when a PATCH changes the open amount without
+    payments: {'payments': [it]}, or {}. Its amount is the change of what
+    is paid (total - open), so a total corrected with the open amount (a
+    credit) is no payment; an increase is a negative one (a reversal). A
+    new origin identifier each time: the importer updates a payment whose
+    identifier it knows."""
+    if record.get('payments') or 'amount_open' not in record:
+        return {}
+    try:
+        total = Decimal(str(record.get('amount_total', item.amount)))
+        open_amount = Decimal(str(record['amount_open']))
+        if not (total.is_finite() and open_amount.is_finite()):
+            return {}
+    except ArithmeticError:
+        return {}  # not a number: the validator reports it
+    paid = (total - open_amount) - (item.amount - item.open_amount)
+    if open_amount == item.open_amount or not paid:
+        return {}
+    return {'payments': [{'origin_identifier': 'api:' + uuid.uuid4().hex,
+                'amount': money(paid)}]}
 
 
 def invoice_key(record, index):
@@ -1091,6 +1119,46 @@ def post_message(request, pool, access):
                 body='%s\n\n%s' % (message['subject'].strip(),
                     message['body']))])
     return message_entity(Message(record.id)), 200
+
+
+@endpoint('/v1/messages', 'PATCH', 'messages:write')
+def patch_messages(request, pool, access):
+    """Mark the debtor's messages read or unread, as the buttons of the
+    client do: read resolves the attention "unread debtor message", unread
+    raises it again. A message to the debtor is read in the portal, not
+    here: an error of that record, as an unknown id."""
+    Message = pool.get('payt.message')
+    administration, records = write_request(request, pool, access,
+        'messages', lock=False)
+    errors, read = {}, {}
+    for index, record in enumerate(records):
+        id_ = record.get('id')
+        key = str(id_ if id_ not in (None, '') else '#%s' % index)
+        if isinstance(id_, bool) or not str(id_).isdigit() or len(
+                str(id_)) > 18:
+            errors[key] = ["id must be the id of a message"]
+        elif not isinstance(record.get('read'), bool):
+            errors[key] = ["read must be true or false"]
+        elif int(id_) in read:
+            errors[key] = ["appears more than once in the request"]
+        else:
+            read[int(id_)] = (key, record['read'])
+    messages = Message.search([('administration', '=', administration.id),
+            ('id', 'in', list(read))])
+    for id_ in set(read) - {m.id for m in messages}:
+        errors[read[id_][0]] = ["message %s is not a message of the "
+            "administration" % id_]
+    for message in messages:
+        if message.direction != 'in':
+            errors[read[message.id][0]] = ["message %s was sent to the "
+                "debtor: only the debtor's messages are marked read"
+                % message.id]
+    incoming = [m for m in messages if m.direction == 'in']
+    Message.mark_read([m for m in incoming
+            if read[m.id][1] and not m.seen])
+    Message.mark_unread([m for m in incoming
+            if not read[m.id][1] and m.seen])
+    return write_result(len(incoming), errors, {}, status=200)
 
 
 # ---------------------------------------------------------- credit cases

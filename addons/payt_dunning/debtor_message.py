@@ -83,6 +83,11 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
                         | (Eval('direction') != 'in')),
                     'depends': ['seen', 'direction'],
                     },
+                'mark_unread': {
+                    'invisible': (~Eval('seen', False)
+                        | (Eval('direction') != 'in')),
+                    'depends': ['seen', 'direction'],
+                    },
                 'reply': {
                     'invisible': Eval('direction') != 'in',
                     'depends': ['direction'],
@@ -168,23 +173,30 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
             return list(self.case.items)
         return []
 
+    def _first_line(self):
+        return (self.body or '').strip().splitlines()[0][:200]
+
     def _on_new(self):
         pool = Pool()
         Event = pool.get('payt.event')
-        Attention = pool.get('payt.attention')
         today = pool.get('ir.date').today()
-        first = (self.body or '').strip().splitlines()[0][:200]
+        first = self._first_line()
         Event.create([{'company': self.company.id, 'item': item.id,
                     'date': today, 'kind': 'message',
                     'text_key': 'msg_event_message_' + self.direction,
                     'text_params': event_params(text=first)}
                 for item in self.items()])
         if self.direction == 'in':
-            Attention.raise_for(self.administration, 'unread_message',
-                'msg_attention_unread_message', note=first,
-                debtor=self.debtor, item=self.item, debtor_name=self.debtor.name)
+            self._raise_unread()
         else:
             self._email_debtor()
+
+    def _raise_unread(self):
+        "The attention to read the debtor's message (one per thread)."
+        Attention = Pool().get('payt.attention')
+        Attention.raise_for(self.administration, 'unread_message',
+            'msg_attention_unread_message', note=self._first_line(),
+            debtor=self.debtor, item=self.item, debtor_name=self.debtor.name)
 
     def _email_debtor(self):
         "A row of the outbox, delivered now: the writer expects it to go."
@@ -231,6 +243,17 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
                         ('state', '=', 'open')])
                 if attentions:
                     Attention.resolve(attentions)
+
+    @classmethod
+    @ModelView.button
+    def mark_unread(cls, messages):
+        """The debtor's messages are to be read again (marked read by
+        mistake, or left for a colleague): their attention is back."""
+        incoming = [m for m in messages if m.direction == 'in']
+        cls.write(incoming, {'seen': False, 'read_at': None,
+                'read_by': None})
+        for message in incoming:
+            message._raise_unread()
 
     @classmethod
     @ModelView.button_action('payt_dunning.wizard_message_reply')

@@ -8,9 +8,9 @@ Covers: debtors and 1,000 invoices upserted, block and resume, cursor
 paging with updated_after, payments, 401/403/422/429, and isolation: a
 token of one administration sees and changes nothing of another. Then
 (administration C) invoice updates, deleted invoices, payment plans
-(created, proposed and approved, rejected, deactivated), messages, credit
-cases and PSP transactions, each also refused to another administration's
-token."""
+(created, proposed and approved, rejected, deactivated), messages (sent,
+marked read and unread), credit cases and PSP transactions, each also
+refused to another administration's token."""
 import datetime
 import base64
 import hashlib
@@ -160,6 +160,42 @@ class ResourceTests:
                         'amount_open': '0.00'}]})
         self.assertEqual(list(response.json()['errors']), ['PA-1'])
         self.assertEqual(self.invoice_of('PA-1')['open_amount'], '50.00')
+
+    def test_patch_open_amount_records_payment(self):
+        "A changed open amount without payments is a payment, as in Payt"
+        self.seed('PY', ['PY-1', 'PY-2'])
+
+        def payments(number):
+            response = self.call(self.c(), 'GET', '/v1/payments',
+                params=self.params(invoice_numbers=number))
+            self.assertEqual(response.status_code, 200, response.text)
+            return [p['total_amount'] for p in response.json()['data']]
+
+        def patch(*invoices):
+            response = self.call(self.c(), 'PATCH', '/v1/invoices', json={
+                    'administration_id': self.administration('C'),
+                    'invoices': list(invoices)})
+            self.assertEqual(response.status_code, 200, response.text)
+            self.assertEqual(response.json()['errors'], {})
+
+        patch({'invoice_number': 'PY-1', 'amount_open': '50.00'})
+        self.assertEqual(payments('PY-1'), ['71.00'])
+        # Sent again: the open amount did not change, no second payment.
+        patch({'invoice_number': 'PY-1', 'amount_open': '50.00'})
+        self.assertEqual(payments('PY-1'), ['71.00'])
+        # A credit lowers the total with the open amount: nothing paid.
+        patch({'invoice_number': 'PY-1', 'amount_total': '100.00',
+                'book_amount_total': '100.00', 'amount_open': '29.00'})
+        self.assertEqual(payments('PY-1'), ['71.00'])
+        # The payments sent are the payments: none is made up.
+        patch({'invoice_number': 'PY-2', 'amount_open': '21.00',
+                'payments': [{'origin_identifier': 'BANK-7',
+                        'amount': '100.00'}]})
+        self.assertEqual(payments('PY-2'), ['100.00'])
+        # A reopened invoice: the payment is reversed.
+        patch({'invoice_number': 'PY-2', 'amount_open': '121.00'})
+        self.assertEqual(sorted(payments('PY-2')), ['-100.00', '100.00'])
+        self.assertEqual(self.invoice_of('PY-2')['open_amount'], '121.00')
 
     def test_deleted_invoices(self):
         "An invoice the package no longer has is listed as deleted"
@@ -320,6 +356,104 @@ class ResourceTests:
         self.assertEqual(response.status_code, 404)
         self.assertEqual(len(self.call(client, 'GET', '/v1/messages',
                     params=self.params()).json()['data']), 1)
+
+    def debtor_writes(self, number, name='C'):
+        "A message of the debtor about the invoice, from the portal; its id."
+        out = self.database.python(
+            "Item = pool.get('payt.item')\n"
+            "Message = pool.get('payt.message')\n"
+            "item, = Item.search([('administration', '=', %s),"
+            " ('external_id', '=', %r)])\n"
+            "message, = Message.create([{'administration':"
+            " item.administration.id, 'debtor': item.debtor.id,"
+            " 'item': item.id, 'direction': 'in',"
+            " 'body': 'Ik heb al betaald.'}])\n"
+            "print(message.id)" % (self.administration(name), number))
+        return out.strip().splitlines()[-1]
+
+    def unread_attentions(self, number):
+        return self.as_admin(
+            "Attention = pool.get('payt.attention')\n"
+            "print(Attention.search([('item.external_id', '=', %r),"
+            " ('reason', '=', 'unread_message'), ('state', '=', 'open')],"
+            " count=True))" % number)
+
+    def message(self, id_, name='C'):
+        response = self.call(self.client(name), 'GET', '/v1/messages/'
+            + id_, params={'administration_id': self.administration(name)})
+        self.assertEqual(response.status_code, 200, response.text)
+        return response.json()
+
+    def test_patch_messages(self):
+        "The debtor's messages marked read and unread, per record"
+        client = self.c()
+        self.seed('MR', ['MR-1'])
+        incoming = self.debtor_writes('MR-1')
+        sent = self.call(client, 'POST', '/v1/messages', json={
+                'administration_id': self.administration('C'),
+                'invoice_number': 'MR-1',
+                'message': {'subject': 'Dank', 'body': 'Wij kijken.'}}
+            ).json()['id']
+        other = self.client('A')
+        self.post_debtors(other, 'A', ['MRA'])
+        self.call(other, 'POST', '/v1/invoices', json={
+                'administration_id': self.administration('A'),
+                'invoices': [invoice('MRA-1', 'MRA')]})
+        theirs = self.debtor_writes('MRA-1', 'A')
+        self.assertEqual(self.unread_attentions('MR-1'), 1)
+
+        response = self.call(client, 'PATCH', '/v1/messages', json={
+                'administration_id': self.administration('C'),
+                'messages': [{'id': incoming, 'read': True},
+                    {'id': sent, 'read': True},
+                    {'id': theirs, 'read': True},
+                    {'id': '999999', 'read': True},
+                    {'id': 'abc', 'read': True},
+                    {'id': '999998', 'read': 'yes'}]})
+        self.assertEqual(response.status_code, 200, response.text)
+        body = response.json()
+        self.assertEqual((body['success'], body['count']), (True, 1))
+        self.assertEqual(sorted(body['errors']),
+            sorted([sent, theirs, '999999', 'abc', '999998']))
+        read = self.message(incoming)
+        self.assertTrue(read['read_at'])
+        self.assertEqual(read['read_by_user']['name'], 'Consultant C')
+        self.assertEqual(self.unread_attentions('MR-1'), 0)
+        self.assertIsNone(self.message(theirs, 'A')['read_at'])
+
+        response = self.call(client, 'PATCH', '/v1/messages', json={
+                'administration_id': self.administration('C'),
+                'messages': [{'id': int(incoming), 'read': False}]})
+        self.assertEqual(response.json()['count'], 1, response.text)
+        unread = self.message(incoming)
+        self.assertEqual((unread['read_at'], unread['read_by_user']),
+            (None, None))
+        self.assertEqual(self.unread_attentions('MR-1'), 1)
+
+        # Malformed: 422, nothing processed.
+        for messages in [[], {'id': incoming, 'read': True},
+                [{'id': incoming, 'read': True}] * 1001]:
+            response = self.call(client, 'PATCH', '/v1/messages', json={
+                    'administration_id': self.administration('C'),
+                    'messages': messages})
+            self.assertEqual(response.status_code, 422, response.text)
+        self.assertIsNone(self.message(incoming)['read_at'])
+        # Another administration's token changes nothing of C.
+        response = self.call(other, 'PATCH', '/v1/messages', json={
+                'administration_id': self.administration('C'),
+                'messages': [{'id': incoming, 'read': True}]})
+        self.assertEqual(response.status_code, 403)
+        response = self.call(other, 'PATCH', '/v1/messages', json={
+                'administration_id': self.administration('A'),
+                'messages': [{'id': incoming, 'read': True}]})
+        self.assertEqual(list(response.json()['errors']), [incoming])
+        self.assertIsNone(self.message(incoming)['read_at'])
+        # A token without messages:write.
+        response = self.call(self.client('C', 'read'), 'PATCH',
+            '/v1/messages', json={
+                'administration_id': self.administration('C'),
+                'messages': [{'id': incoming, 'read': True}]})
+        self.assertEqual(response.status_code, 403)
 
     def test_credit_cases_and_psp_transactions(self):
         "A collection case and an online payment as Payt shows them"
@@ -806,7 +940,8 @@ class ApiTestCase(ResourceTests, unittest.TestCase):
             self.assertIn(path, document['paths'])
         self.assertEqual(set(document['paths']['/v1/invoices']),
             {'get', 'post', 'patch'})
-        self.assertNotIn('patch', document['paths']['/v1/messages'])
+        self.assertEqual(set(document['paths']['/v1/messages']),
+            {'get', 'post', 'patch'})
         client = self.client('B')
         for path, operations in document['paths'].items():
             for method in operations:
