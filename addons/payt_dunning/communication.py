@@ -93,9 +93,11 @@ COSTS_TEXT = {
 
 BUNDLE_TEXTS = {
     'nl': {'intro': "Het gaat om deze facturen:", 'number': "Factuur",
-        'due': "Vervaldatum", 'open': "Openstaand", 'total': "Totaal"},
+        'due': "Vervaldatum", 'open': "Openstaand", 'total': "Totaal",
+        'subject': "{step}: {count} facturen, samen {total}"},
     'en': {'intro': "These are the invoices:", 'number': "Invoice",
-        'due': "Due date", 'open': "Open", 'total': "Total"},
+        'due': "Due date", 'open': "Open", 'total': "Total",
+        'subject': "{step}: {count} invoices, {total} in all"},
     }
 
 logger = logging.getLogger(__name__)
@@ -362,12 +364,23 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         values = self.template_values(items)
         subject, body = template.render(values)
         if items and len(items) > 1:
+            subject = self._bundle_subject(len(items), values)
             body = '%s\n\n%s' % (body.rstrip(), bundle_table(items,
                     debtor.language))
         # Every reminder says how to pay, also when its text does not.
         if values['iban'] not in body or values['payment_link'] not in body:
             body = '%s\n\n%s' % (body.rstrip(), values['payment_instruction'])
         return subject, body
+
+    def _bundle_subject(self, count, values):
+        """A bundle's subject counts its invoices (the step's template
+        speaks of one): the step's name in the debtor's language."""
+        language = self.item.debtor.language
+        texts = BUNDLE_TEXTS.get(language, BUNDLE_TEXTS['en'])
+        with Transaction().set_context(language=language):
+            step = Pool().get('payt.flow.step')(self.step.id).name
+        return texts['subject'].format(step=step, count=count,
+            total=values['open_amount'])
 
     # ------------------------------------------------------------ sending
 

@@ -231,6 +231,8 @@ class BundleTestCase(Outbound, unittest.TestCase):
             self.assertEqual(len(rows), 3)
             (rcpt, mail), = self.inbox.messages
             self.assertEqual(rcpt, ['debtor-D1@example.com'])
+            self.assertEqual(mail['Subject'],
+                "First reminder: 3 invoices, EUR 600.50 in all")
             body = mail.get_content()
             for number in ('F-B1', 'F-B2', 'F-B3'):
                 self.assertIn(number, body)
