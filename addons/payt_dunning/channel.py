@@ -58,6 +58,7 @@ from trytond.transaction import Transaction, check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from . import logsafe
+from .webhook import send_in_batches as send_webhooks
 from .company import CompanyConsistentMixin
 
 logger = logging.getLogger(__name__)
@@ -735,7 +736,9 @@ def run_sender(database, administration=None, batch_size=25, progress=None):
         ids = transaction(lambda pool: pool.get('payt.communication').claim(
                 administration, batch_size))
         if not ids:
-            return total
+            # Then the webhooks, claimed and recorded the same way.
+            return total + send_webhooks(transaction, administration,
+                batch_size)
         sent, jobs = transaction(prepare)
         total += sent
         down = set()

@@ -496,7 +496,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             if not communication.idempotency_key:
                 communication.idempotency_key = (
                     communication.get_idempotency_key())
-        return cls.deliver(communications)
+        return cls.deliver(communications) + Pool().get(
+            'payt.webhook.delivery').send_pending(administration, limit)
 
     @classmethod
     def deliver(cls, communications, chunk=50):
