@@ -58,8 +58,8 @@ from trytond.transaction import Transaction, check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from . import logsafe
-from .webhook import send_in_batches as send_webhooks
 from .company import CompanyConsistentMixin
+from .webhook import send_in_batches as send_webhooks
 
 logger = logging.getLogger(__name__)
 SECTION = 'payt_channels'

@@ -8,8 +8,13 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import unittest
 from contextlib import contextmanager
 
@@ -18,6 +23,7 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import activate_module, with_transaction
 from trytond.transaction import Transaction
 
+from .test_server import ADMINISTRATION, SETUP, Database
 from .tools import TODAY, create_administration, days, debtor, item, run
 
 
@@ -376,3 +382,113 @@ class WebhookTestCase(unittest.TestCase):
         self._send()
         self.assertEqual([ok for _, _, ok in receiver.received],
             [False, True])
+
+
+SUBSCRIBE = """
+Administration = pool.get('payt.administration')
+Webhook = pool.get('payt.webhook')
+administration, = Administration.search([])
+webhook, = Webhook.create([{'administration': administration.id,
+    'url': %r}])
+print(json.dumps([administration.id,
+    Webhook.set_secrets([webhook])[webhook.id]]))
+"""
+DELIVERIES = """
+Delivery = pool.get('payt.webhook.delivery')
+print(json.dumps([[d.uuid, d.state, d.attempts]
+    for d in Delivery.search([], order=[('id', 'ASC')])]))
+"""
+DUE_NOW = """
+import datetime
+Delivery = pool.get('payt.webhook.delivery')
+Delivery.write(Delivery.search([]), {
+    'next_attempt_at': datetime.datetime.now()})
+"""
+
+
+class HeldReceiver(Receiver):
+    "Holds the first request until released: the sender waits for it."
+
+    def __init__(self):
+        super().__init__()
+        self.arrived, self.release = threading.Event(), threading.Event()
+        handler = self.server.RequestHandlerClass
+        post = handler.do_POST
+        receiver = self
+
+        def do_POST(request):
+            if not receiver.arrived.is_set():
+                receiver.arrived.set()
+                receiver.release.wait(60)
+            post(request)
+        handler.do_POST = do_POST
+
+
+class SenderKilledTestCase(unittest.TestCase):
+    "channel.run_sender killed (kill -9) between a POST and its commit"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.database = Database()
+        cls.database.python(SETUP)
+        cls.database.python(ADMINISTRATION % "Hooks BV")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.database.drop()
+        super().tearDownClass()
+
+    def _python(self, code):
+        return json.loads(self.database.python(code).strip().splitlines(
+                )[-1])
+
+    def _sender(self):
+        return subprocess.Popen([sys.executable, '-c',
+                'import sys; from trytond.modules.payt_dunning.channel '
+                'import main; sys.exit(main())',
+                '-d', self.database.name, '--batch-size', '1'],
+            env=self.database.env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+
+    def test_killed_sender_resends_the_same_delivery(self):
+        "Killed while the receiver holds the POST: sent again, same id"
+        receiver = HeldReceiver()
+        self.addCleanup(receiver.stop)
+        administration, receiver.secret = self._python(
+            SUBSCRIBE % receiver.url)
+        path = os.path.join(self.database.folder, 'batch.json')
+        with open(path, 'w') as f:
+            json.dump({'debtors': [debtor('D1')], 'items': [
+                        item('I1', 'D1', TODAY), item('I2', 'D1', TODAY)]},
+                f)
+        self.database.payt('import', '-d', self.database.name,
+            '--administration', 'Hooks BV', path)
+        self.assertEqual([d[1:] for d in self._python(DELIVERIES)],
+            [['pending', 0], ['pending', 0]])
+
+        sender = self._sender()
+        self.assertTrue(receiver.arrived.wait(120), sender.stderr.read()
+            if sender.poll() is not None else "no POST")
+        sender.send_signal(signal.SIGKILL)
+        sender.wait(30)
+        receiver.release.set()
+        time.sleep(0.2)
+        first = receiver.received[0][0]['X-PAYT-DELIVERY']
+        # The claim was committed, the delivery was not marked.
+        deliveries = self._python(DELIVERIES)
+        self.assertEqual([d[1:] for d in deliveries],
+            [['pending', 1], ['pending', 0]])
+        self.assertEqual(deliveries[0][0], first)
+
+        self.database.python(DUE_NOW)
+        sender = self._sender()
+        out, err = sender.communicate(timeout=300)
+        self.assertEqual(sender.returncode, 0, err)
+        self.assertEqual([d[1] for d in self._python(DELIVERIES)],
+            ['delivered', 'delivered'])
+        ids = [h['X-PAYT-DELIVERY'] for h, _, _ in receiver.received]
+        self.assertEqual(ids, [first, first, deliveries[1][0]])
+        self.assertTrue(all(ok for _, _, ok in receiver.received))
+        self.assertEqual({h['X-PAYT-ADMINISTRATION-IDENTIFIER']
+                for h, _, _ in receiver.received}, {str(administration)})
