@@ -35,13 +35,14 @@ from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import (
     DeactivableMixin, Index, ModelSQL, ModelView, Unique, Workflow, fields)
-from trytond.model.exceptions import ValidationError
-from trytond.model.exceptions import AccessError
+from trytond.model.exceptions import AccessError, ValidationError
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
-from trytond.transaction import Transaction, check_access, without_check_access
+from trytond.transaction import (
+    Transaction, check_access, without_check_access)
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
+from .bulk import invalidate_caches
 from .company import CompanyConsistentMixin
 
 # The events we emit, as Payt names them (issue 12; payt-webhooks.yml).
@@ -172,13 +173,8 @@ class Webhook(CompanyConsistentMixin, DeactivableMixin, ModelSQL, ModelView):
             cursor.execute(*table.update(
                     [table.secret, table.secret_rotated_at],
                     [made[webhook.id], now], where=table.id == webhook.id))
-        cls._invalidate(webhooks)
-        return made
-
-    @staticmethod
-    def _invalidate(records):
-        from .bulk import invalidate_caches
         invalidate_caches()
+        return made
 
     def wants(self, event):
         return self.all_events or event in (self.events or ())
@@ -565,7 +561,6 @@ def performed_items(administration, item, where):
 
 def emit_step_performed(administration, step, item_ids, date):
     "invoice_step_performed for the items the run moved to the step."
-    from .bulk import invalidate_caches
     if not item_ids:
         return 0
     invalidate_caches()
