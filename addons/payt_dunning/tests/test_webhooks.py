@@ -362,6 +362,55 @@ class WebhookTestCase(unittest.TestCase):
         self.assertEqual(their_hook.url, 'https://theirs.example/h')
         self.assertTrue(their_hook.active)
 
+    def _wizard(self, name, model, record_id, data, state):
+        "Run a wizard as the client does; the view of its next state."
+        Wizard = Pool().get(name, type='wizard')
+        with Transaction().set_context(active_model=model,
+                active_id=record_id, active_ids=[record_id]):
+            session_id, _, _ = Wizard.create()
+            result = Wizard.execute(session_id, data, state)
+        return result['view']['defaults']
+
+    @with_transaction()
+    def test_secret_shown_once_by_the_wizards(self):
+        "Create Webhook and Rotate Secret show a secret that then signs"
+        pool = Pool()
+        Webhook = pool.get('payt.webhook')
+        User = pool.get('res.user')
+        ModelData = pool.get('ir.model.data')
+        ours = create_administration("Ours BV")
+        theirs = create_administration("Theirs BV")
+        their_hook, _ = self._subscribe(theirs,
+            url='https://theirs.example/h')
+        consultant, = User.create([{'name': "Carla", 'login': 'carla',
+                    'companies': [('add', [ours.company.id])],
+                    'company': ours.company.id,
+                    'groups': [('add', [ModelData.get_id('payt_dunning',
+                                    'group_payt_consultant')])]}])
+        receiver = self._receiver()
+        start = {'start': {'administration': ours.id, 'url': receiver.url,
+                'all_events': True, 'events': []}}
+        with self._as(consultant):
+            shown = self._wizard('payt.webhook.create', 'payt.administration',
+                ours.id, start, 'create_')['secret']
+            webhook, = Webhook.search([])
+            rotated = self._wizard('payt.webhook.secret', 'payt.webhook',
+                webhook.id, {}, 'start')['secret']
+            with self.assertRaises(AccessError):
+                self._wizard('payt.webhook.secret', 'payt.webhook',
+                    their_hook.id, {}, 'start')
+            with self.assertRaises(AccessError):
+                self._wizard('payt.webhook.create', 'payt.administration',
+                    theirs.id, dict(start, start=dict(start['start'],
+                            administration=theirs.id)), 'create_')
+        self.assertTrue(shown.startswith('whsec_'))
+        self.assertNotEqual(shown, rotated)
+        receiver.secret = rotated
+        self._import(ours, debtors=[debtor('D1')],
+            items=[item('I1', 'D1', TODAY)])
+        self._send()
+        self.assertEqual([ok for _, _, ok in receiver.received], [True])
+
     @with_transaction()
     def test_rotated_secret_signs_from_then_on(self):
         "After Rotate Secret the receiver verifies with the new secret only"
