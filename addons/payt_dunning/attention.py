@@ -27,6 +27,7 @@ REASONS = [
     ('import_failing', "Import failing"),
     ('import_mismatch', "Import differs from the accounting package"),
     ('details_changed', "Debtor details change requested"),
+    ('webhook_failing', "Webhook deactivated"),
     ]
 
 

@@ -43,6 +43,7 @@ from . import logsafe
 from .company import CompanyConsistentMixin
 from .providers import (
     PROVIDERS, CMProvider, call_provider, close_providers, secret_matches)
+from .webhook import send_in_batches as send_webhooks
 
 logger = logging.getLogger(__name__)
 # Callback secrets and portal tokens stay out of the request and RPC logs.
@@ -368,7 +369,9 @@ def run_sender(database, administration=None, batch_size=25, progress=None):
             ids = transaction(lambda pool: pool.get(
                     'payt.communication').claim(administration, batch_size))
             if not ids:
-                return total
+                # Then the webhooks, claimed and recorded the same way.
+                return total + send_webhooks(transaction, administration,
+                    batch_size)
             sent, jobs = transaction(prepare)
             total += sent
             down = set()

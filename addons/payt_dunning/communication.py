@@ -511,7 +511,9 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         transaction."""
         communications = cls.search(cls._pending_domain(administration),
             limit=limit, order=[('id', 'ASC')])
-        return cls.deliver(cls._with_whole_letters(communications))
+        return cls.deliver(cls._with_whole_letters(communications)) + (
+            Pool().get('payt.webhook.delivery').send_pending(
+                administration, limit))
 
     @classmethod
     def deliver(cls, communications, chunk=50):

@@ -21,6 +21,7 @@ from trytond.transaction import Transaction
 from .bulk import const, invalidate_caches
 from .flow import DEBTOR_KINDS, LANGUAGES
 from .timeline import event_params
+from .webhook_event import emit_import
 
 CHUNK = 1000
 MAX_ERRORS_SHOWN = 20
@@ -161,6 +162,9 @@ class BatchImporter:
                 'debtors_created', 'debtors_updated', 'items_created',
                 'items_updated', 'items_closed', 'items_reopened',
                 'payments_created', 'payments_updated'], 0)
+        # What changed, for the webhooks' events (webhook.emit_import).
+        self.changes = {'max_item_before': None, 'paid': [], 'reopened': [],
+            'closed': [], 'payments': []}
 
     # -- reading what is stored -------------------------------------------
     def _currencies(self):
@@ -339,6 +343,7 @@ class BatchImporter:
         self._close(items, closed, batch.get('complete', False))
         self._insert_payments(payments, item_ids)
         invalidate_caches()
+        emit_import(self)
         return self.summary
 
     def _insert(self, table, columns, rows):
@@ -457,6 +462,8 @@ class BatchImporter:
         self.summary['items_closed'] += len(closed)
         self.summary['items_reopened'] = len(reopened)
         self._events_for_new_items(max_before)
+        self.changes.update(max_item_before=max_before, paid=closed,
+            reopened=reopened)
         self._events(closed, 'paid', 'msg_event_closed_paid')
         self._events(reopened, 'reopened', 'msg_event_reopened')
         ids = {k: v[0] for k, v in self._stored(
@@ -575,6 +582,7 @@ class BatchImporter:
                     ['paid', 0, self.today, self.user, CurrentTimestamp()],
                     where=table.id.in_(to_close[start:start + CHUNK])))
         self._events(to_close, 'paid', 'msg_event_closed_not_open')
+        self.changes['closed'] = to_close
         self.summary['items_closed'] += len(to_close)
 
     def _insert_payments(self, payments, item_ids):
@@ -620,4 +628,5 @@ class BatchImporter:
         self._insert(event, [event.company, event.item, event.date,
                 event.kind, event.text_key, event.text_params], events)
         self.summary['payments_created'] = len(rows)
+        self.changes['payments'] = [r[3] for r in rows if r[2]]
         self.summary['payments_updated'] = len(changed)

@@ -29,6 +29,7 @@ from .bulk import (
     const, do_nothing_on_conflict, invalidate_caches, random_key)
 from .company import CompanyConsistentMixin
 from .timeline import event_params
+from .webhook_event import emit_step_performed, performed_items
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +144,12 @@ class DailyRun:
         report['communications'] = self._insert_communications(
             step, reached & ~below)
         self._insert_below_minimum_attention(step, reached & below)
+        performed = performed_items(self.administration, item,
+            reached & ~below)
         self.cursor.execute(*item.update(
                 [item.step, item.step_date], [step.id, self.date],
                 where=reached))
+        emit_step_performed(self.administration, step, performed, self.date)
         return report
 
     def _count(self, step, passing, is_target, below):

@@ -1,0 +1,311 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Where the webhooks' events come from: the import, the run, payments,
+pauses, plans and cases emit them set-based (`Delivery.emit`), with the
+API's own payloads (invoice, debtor, administration)."""
+from decimal import Decimal
+
+from sql.aggregate import Sum
+
+from trytond.pool import Pool, PoolMeta
+from trytond.transaction import Transaction, without_check_access
+
+from .bulk import invalidate_caches
+
+
+def _entities():
+    from . import api
+    return api
+
+
+class Row:
+    """A read() row with attribute access: the API's entity functions
+    (api.invoice_entity, api.debtor_entity) take it for a record."""
+
+    def __init__(self, values, **links):
+        self.__dict__.update(values)
+        self.__dict__.update(links)
+
+
+ITEM_FIELDS = ['administration', 'debtor', 'number', 'external_id',
+    'currency.code', 'description', 'invoice_date', 'due_date', 'paid_date',
+    'amount', 'open_amount', 'follow_up', 'step.rec_name', 'write_date',
+    'create_date']
+DEBTOR_FIELDS = ['administration', 'external_id', 'name', 'coc_number',
+    'vat_number', 'language', 'email', 'phone', 'street', 'postal_code',
+    'city', 'country', 'write_date', 'create_date']
+
+
+def read_items(item_ids):
+    """{id: Row} of the items with their debtor, read with read(): a few
+    queries per thousand items, not an ORM record per field."""
+    pool = Pool()
+    Item, Debtor = pool.get('payt.item'), pool.get('payt.debtor')
+    rows = {}
+    with without_check_access():
+        for start in range(0, len(item_ids), 1000):
+            items = Item.read(item_ids[start:start + 1000], ITEM_FIELDS)
+            debtor_ids = list({i['debtor'] for i in items})
+            open_amounts = debtor_open_amounts(debtor_ids)
+            debtors = {d['id']: Row(d, administration=Row(
+                        {'id': d['administration']}),
+                    open_amount=open_amounts.get(d['id'], Decimal(0)))
+                for d in Debtor.read(debtor_ids, DEBTOR_FIELDS)}
+            for item in items:
+                step = item.pop('step.', None)
+                rows[item['id']] = Row(item,
+                    administration=Row({'id': item['administration']}),
+                    debtor=debtors[item['debtor']],
+                    currency=Row(item.pop('currency.')),
+                    step=Row(step) if step else None)
+    return rows
+
+
+def debtor_open_amounts(debtor_ids):
+    "{debtor id: open amount} in one query (Debtor.open_amount, in SQL)."
+    Item = Pool().get('payt.item')
+    item = Item.__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*item.select(item.debtor, Sum(item.open_amount),
+            where=item.debtor.in_(debtor_ids) & (item.state == 'open'),
+            group_by=[item.debtor]))
+    return {d: Decimal(str(a or 0)) for d, a in cursor}
+
+
+def item_payloads(item_ids, extra=None):
+    """The payloads of item events: administration, debtor, invoice (the
+    API's shapes); `extra(item)` adds the event's own objects."""
+    api = _entities()
+    Administration = Pool().get('payt.administration')
+    rows = read_items(item_ids)
+    names = {}
+    payloads = []
+    for item_id in item_ids:
+        item = rows[item_id]
+        administration = item.administration.id
+        if administration not in names:
+            names[administration] = administration_ref(
+                Administration(administration))
+        payload = {
+            'administration': names[administration],
+            'debtor': api.debtor_entity(item.debtor),
+            'invoice': api.invoice_entity(item),
+            }
+        if extra:
+            payload.update(extra(item))
+        payloads.append(payload)
+    return payloads
+
+
+def administration_ref(administration):
+    return {'id': str(administration.id), 'name': administration.name}
+
+
+def emit_items(event, administration_ids_of, extra=None):
+    """Emit `event` for items: `administration_ids_of` is {administration
+    id: [item id]}. Only administrations with a listener pay for the
+    payloads."""
+    Delivery = Pool().get('payt.webhook.delivery')
+    listening = Delivery.listened(event, list(administration_ids_of))
+    count = 0
+    for administration in listening:
+        ids = sorted(administration_ids_of[administration])
+        if ids:
+            count += Delivery.emit(event, administration,
+                lambda: item_payloads(ids, extra))
+    return count
+
+
+def items_by_administration(item_ids):
+    "{administration id: [item id]} in one query per 10,000."
+    Item = Pool().get('payt.item')
+    table = Item.__table__()
+    cursor = Transaction().connection.cursor()
+    result = {}
+    item_ids = list(item_ids)
+    for start in range(0, len(item_ids), 10000):
+        cursor.execute(*table.select(table.administration, table.id,
+                where=table.id.in_(item_ids[start:start + 10000])))
+        for administration, id_ in cursor:
+            result.setdefault(administration, []).append(id_)
+    return result
+
+
+def emit_for_items(event, item_ids, extra=None):
+    if not item_ids:
+        return 0
+    return emit_items(event, items_by_administration(item_ids), extra)
+
+
+def emit_import(importer):
+    """The events of one import batch (importer.BatchImporter.run), from
+    what it changed; nothing is read unless someone listens."""
+    Delivery = Pool().get('payt.webhook.delivery')
+    administration = importer.administration.id
+    changes = importer.changes
+    if not any(Delivery.listened(e, [administration]) for e in [
+                'invoice_created', 'invoice_paid', 'invoice_reopened',
+                'invoice_closed', 'invoice_payment_created']):
+        return
+    if changes['max_item_before'] is not None:
+        item = importer.Item.__table__()
+        importer.cursor.execute(*item.select(item.id,
+                where=(item.administration == administration)
+                & (item.id > changes['max_item_before'])))
+        emit_items('invoice_created', {administration: [
+                    i for i, in importer.cursor]})
+    for event in ['paid', 'reopened', 'closed']:
+        emit_items('invoice_' + event, {administration: changes[event]})
+    payments = importer._stored(importer.Payment, [], changes['payments'])
+    emit_payments([p[0] for p in payments.values()])
+
+
+def performed_items(administration, item, where):
+    """The ids of the items a run moves to a step (`where` on the item
+    table), read before the move; none when nobody listens."""
+    Delivery = Pool().get('payt.webhook.delivery')
+    if not Delivery.listened('invoice_step_performed', [administration.id]):
+        return []
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*item.select(item.id, where=where))
+    return [i for i, in cursor]
+
+
+def emit_step_performed(administration, step, item_ids, date):
+    "invoice_step_performed for the items the run moved to the step."
+    if not item_ids:
+        return 0
+    invalidate_caches()
+    return emit_items('invoice_step_performed',
+        {administration.id: item_ids},
+        lambda item: {'step': {'id': str(step.id), 'name': step.name,
+                'channels': list(step.channels or []),
+                'performed_on': date.isoformat()}})
+
+
+def emit_payments(payment_ids):
+    "invoice_payment_created for payments of an item."
+    pool = Pool()
+    Payment = pool.get('payt.payment')
+    api = _entities()
+    with without_check_access():
+        payments = [p for p in Payment.browse(list(payment_ids)) if p.item]
+    by_administration = {}
+    for payment in payments:
+        by_administration.setdefault(payment.administration.id, []).append(
+            payment)
+    Delivery = pool.get('payt.webhook.delivery')
+    for administration, group in by_administration.items():
+        Delivery.emit('invoice_payment_created', administration,
+            lambda: [{
+                    'administration': administration_ref(
+                        p.administration),
+                    'debtor': api.debtor_entity(p.item.debtor),
+                    'invoice': api.invoice_entity(p.item),
+                    'payment': api.payment_entity(p),
+                    } for p in group])
+
+
+# -------------------------------------------- where the events come from
+
+class OpenItem(metaclass=PoolMeta):
+    __name__ = 'payt.item'
+
+    @classmethod
+    def write(cls, *args):
+        "invoice_paid when a write (an online payment) pays an item."
+        actions = iter(args)
+        paid = []
+        for records, values in zip(actions, actions):
+            if values.get('state') == 'paid':
+                paid += [r.id for r in records if r.state != 'paid']
+        super().write(*args)
+        emit_for_items('invoice_paid', paid)
+
+
+class Payment(metaclass=PoolMeta):
+    __name__ = 'payt.payment'
+
+    @classmethod
+    def create(cls, vlist):
+        payments = super().create(vlist)
+        emit_payments([p.id for p in payments])
+        return payments
+
+
+class Pause(metaclass=PoolMeta):
+    __name__ = 'payt.pause'
+
+    @classmethod
+    def hold(cls, records, kind, reason, end_date=None, automatic=None):
+        pauses = super().hold(records, kind, reason, end_date=end_date,
+            automatic=automatic)
+        cls._emit('invoice_paused', pauses)
+        return pauses
+
+    @classmethod
+    def lift(cls, pauses, date=None, automatic=False):
+        super().lift(pauses, date=date, automatic=automatic)
+        cls._emit('invoice_resumed', pauses or [])
+
+    @classmethod
+    def _emit(cls, event, pauses):
+        "For the open items each pause covers: an item, a debtor's, all."
+        Item = Pool().get('payt.item')
+        Delivery = Pool().get('payt.webhook.delivery')
+        listening = Delivery.listened(event,
+            list({p.administration.id for p in pauses}))
+        by_administration = {}
+        for pause in pauses:
+            if pause.administration.id not in listening:
+                continue
+            domain = [('administration', '=', pause.administration.id),
+                ('state', '=', 'open')]
+            if pause.item:
+                domain.append(('id', '=', pause.item.id))
+            elif pause.debtor:
+                domain.append(('debtor', '=', pause.debtor.id))
+            with without_check_access():
+                ids = [i.id for i in Item.search(domain)]
+            by_administration.setdefault(pause.administration.id, set()
+                ).update(ids)
+        emit_items(event, by_administration)
+
+
+class Plan(metaclass=PoolMeta):
+    __name__ = 'payt.plan'
+
+    @classmethod
+    def create(cls, vlist):
+        plans = super().create(vlist)
+        api = _entities()
+        for plan in plans:
+            Pool().get('payt.webhook.delivery').emit('payment_plan_created',
+                plan.administration, lambda: [{
+                        'administration': administration_ref(
+                            plan.administration),
+                        'debtor': api.debtor_entity(plan.debtor),
+                        'payment_plan': {'id': str(plan.id),
+                            'debtor_id': str(plan.debtor.id),
+                            'created_at': api.timestamp(plan.create_date)},
+                        }])
+        return plans
+
+
+class Case(metaclass=PoolMeta):
+    __name__ = 'payt.case'
+
+    @classmethod
+    def create(cls, vlist):
+        cases = super().create(vlist)
+        api = _entities()
+        for case in cases:
+            Pool().get('payt.webhook.delivery').emit('case_created',
+                case.administration, lambda: [{
+                        'administration': administration_ref(
+                            case.administration),
+                        'debtor': api.debtor_entity(case.debtor),
+                        'credit_case': {'id': str(case.id),
+                            'debtor_id': str(case.debtor.id),
+                            'started_at': api.midnight(case.date)},
+                        }])
+        return cases
