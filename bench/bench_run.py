@@ -370,7 +370,9 @@ def markdown(results, args, info, command, elapsed):
             datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), elapsed), '',
         'Other benchmarks: the connector hub\'s sync in '
         '[BENCHMARKS-SYNC.md](BENCHMARKS-SYNC.md), the REST API\'s bulk '
-        'invoice upsert in [BENCHMARKS-API.md](BENCHMARKS-API.md).', '',
+        'invoice upsert and webhooks in [BENCHMARKS-API.md]'
+        '(BENCHMARKS-API.md), the sender (outbox to SMTP) in '
+        '[BENCHMARKS-SENDER.md](BENCHMARKS-SENDER.md).', '',
         '## Machine', '',
         '- %s cores, %s GB RAM; %s' % (info['nproc'], info['ram_gb'],
             info['platform']),

@@ -51,6 +51,22 @@ def random_key():
     return Lower(_Hex(_RandomBlob(16)))
 
 
+def lock_free(records):
+    """Those of `records` (of one model) not locked by another transaction,
+    locked for this one (PostgreSQL: FOR UPDATE SKIP LOCKED): two senders
+    then neither take the same rows nor wait for each other. SQLite has
+    one writer at a time: all of them."""
+    if _backend_name() != 'postgresql' or not records:
+        return records
+    table = records[0].__class__.__table__()
+    cursor = Transaction().connection.cursor()
+    query, params = table.select(table.id,
+        where=table.id.in_([r.id for r in records]))
+    cursor.execute(query + ' FOR UPDATE SKIP LOCKED', params)
+    free = {i for i, in cursor}
+    return [r for r in records if r.id in free]
+
+
 def _backend_name():
     from trytond import backend
     return backend.name

@@ -14,13 +14,13 @@ from email.utils import formataddr
 
 from sql import Null
 
-from trytond import backend, config
+from trytond import config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction, without_check_access
 
-from . import law
+from . import bulk, law
 from .bulk import invalidate_caches
 from .company import CompanyConsistentMixin
 from .flow import CHANNELS
@@ -486,18 +486,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def lock_free(cls, communications):
-        """Those not locked by another sender, locked for this transaction
-        (PostgreSQL: FOR UPDATE SKIP LOCKED); two senders then neither
-        take the same rows nor wait for each other."""
-        if backend.name != 'postgresql' or not communications:
-            return communications
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        query, params = table.select(table.id,
-            where=table.id.in_([c.id for c in communications]))
-        cursor.execute(query + ' FOR UPDATE SKIP LOCKED', params)
-        free = {i for i, in cursor}
-        return [c for c in communications if c.id in free]
+        "Those no other sender holds, held for this transaction."
+        return bulk.lock_free(communications)
 
     @classmethod
     def send_pending(cls, administration=None, limit=None):

@@ -29,7 +29,6 @@ import uuid
 
 import requests
 
-from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import (
     DeactivableMixin, Index, ModelSQL, ModelView, Unique, Workflow, fields)
@@ -40,8 +39,8 @@ from trytond.transaction import (
     Transaction, check_access, without_check_access)
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
+from . import bulk, providers
 from .bulk import invalidate_caches
-from . import providers
 from .company import CompanyConsistentMixin
 from .providers.webhook import post
 
@@ -311,16 +310,8 @@ class Delivery(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
 
     @classmethod
     def lock_free(cls, deliveries):
-        "As Communication.lock_free: PostgreSQL's FOR UPDATE SKIP LOCKED."
-        if backend.name != 'postgresql' or not deliveries:
-            return deliveries
-        table = cls.__table__()
-        cursor = Transaction().connection.cursor()
-        query, params = table.select(table.id,
-            where=table.id.in_([d.id for d in deliveries]))
-        cursor.execute(query + ' FOR UPDATE SKIP LOCKED', params)
-        free = {i for i, in cursor}
-        return [d for d in deliveries if d.id in free]
+        "As Communication.lock_free."
+        return bulk.lock_free(deliveries)
 
     @classmethod
     def jobs(cls, ids):
