@@ -60,6 +60,8 @@ EVENTS = [
     ('invoice_new_comment', "Invoice new comment"),
     ('invoice_to_debt_collection', "Invoice to debt collection"),
     ('debtor_new_comment', "Debtor new comment"),
+    ('bundled_reminder_sent', "Bundled reminder sent"),
+    ('email_bounced', "Email bounced"),
     ('payment_plan_updated', "Payment plan updated"),
     ('payment_plan_deactivated', "Payment plan deactivated"),
     ('payment_plan_finished', "Payment plan finished"),

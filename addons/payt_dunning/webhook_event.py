@@ -2,6 +2,8 @@
 """Where the webhooks' events come from: the import, the run, payments,
 pauses, plans and cases emit them set-based (`Delivery.emit`), with the
 API's own payloads (invoice, debtor, administration)."""
+import email
+import email.policy
 from decimal import Decimal
 
 from sql import Null
@@ -537,3 +539,79 @@ class OnlinePayment(metaclass=PoolMeta):
             emit_records(event, [self], lambda p: debtor_payload(p,
                     psp_transaction=api.psp_entity(p)))
 
+
+def email_payload(rows, **details):
+    """An email's payload: its invoices (the communications' items), all
+    of one debtor, and `details` of the email."""
+    api = _entities()
+    items = read_items(sorted({r['item'] for r in rows}))
+    first = next(iter(items.values()))
+    return {
+        'administration': administration_ref(
+            Pool().get('payt.administration')(first.administration.id)),
+        'debtor': api.debtor_entity(first.debtor),
+        'invoices': [api.invoice_entity(i) for i in items.values()],
+        'email': details,
+        }
+
+
+class Communication(metaclass=PoolMeta):
+    __name__ = 'payt.communication'
+
+    @classmethod
+    def record(cls, job, receipt=None, error=None):
+        "bundled_reminder_sent when an email of several invoices went out."
+        count = super().record(job, receipt=receipt, error=error)
+        if receipt and job.provider == 'smtp' and len(job.ids) > 1:
+            cls._emit_email('bundled_reminder_sent', [job.ids],
+                lambda rows: {'recipient': rows[0]['recipient'],
+                    'sent_at': _entities().timestamp(rows[0]['sent_at'])})
+        return count
+
+    @classmethod
+    def process_bounce(cls, raw):
+        "email_bounced, once per email, when a bounce fails it."
+        from .communication import parse_dsn
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        action, _, message_ids = parse_dsn(message)
+        before = {}
+        if action == 'failed' and message_ids:
+            table = cls.__table__()
+            cursor = Transaction().connection.cursor()
+            cursor.execute(*table.select(table.id, table.state,
+                    where=table.message_id.in_(list(message_ids))))
+            before = dict(cursor)
+        found = super().process_bounce(raw)
+        emails = {}
+        for communication in found:
+            if (communication.state == 'failed'
+                    and before.get(communication.id, 'failed') != 'failed'):
+                emails.setdefault(communication.message_id, []).append(
+                    communication.id)
+        if emails:
+            cls._emit_email('email_bounced', list(emails.values()),
+                lambda rows: {'recipient': rows[0]['recipient'],
+                    'reason': rows[0]['error']})
+        return found
+
+    @classmethod
+    def _emit_email(cls, event, id_groups, fields_of):
+        """`event` per email: each group the ids of one email's rows;
+        `fields_of(rows)` its own fields. Nothing is read unless someone
+        listens (the sender records every email)."""
+        Delivery = Pool().get('payt.webhook.delivery')
+        with without_check_access():
+            if not Pool().get('payt.webhook').search([], limit=1):
+                return
+            rows = {r['id']: r for r in cls.read(
+                    [i for g in id_groups for i in g],
+                    ['item', 'item.administration', 'recipient', 'sent_at',
+                        'error'])}
+        by_administration = {}
+        for ids in id_groups:
+            group = [rows[i] for i in ids]
+            by_administration.setdefault(
+                group[0]['item.']['administration'], []).append(group)
+        for administration, groups in by_administration.items():
+            Delivery.emit(event, administration, lambda: [
+                    email_payload(g, **fields_of(g)) for g in groups])

@@ -25,6 +25,7 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import activate_module, with_transaction
 from trytond.transaction import Transaction
 
+from .test_case_delivery import Outbound
 from .test_server import ADMINISTRATION, SETUP, Database
 from .tools import (
     TODAY, create_administration, days, debtor, item, items_by_external_id,
@@ -600,6 +601,49 @@ class WebhookTestCase(Subscribing, unittest.TestCase):
         self._send()
         self.assertEqual([ok for _, _, ok in receiver.received],
             [False, True])
+
+
+class WebhookEmailTestCase(Subscribing, Outbound, unittest.TestCase):
+    "Webhooks of the emails: a bundled reminder sent, an email bounced"
+
+    @with_transaction()
+    def test_bundled_reminder_sent_and_bounced(self):
+        "A partner hears of a bundle of two reminders, and of its bounce"
+        pool = Pool()
+        Communication = pool.get('payt.communication')
+        administration = create_administration("Bundel BV")
+        receiver = self._receiver()
+        self._subscribe(administration, receiver, all_events=False,
+            events=['bundled_reminder_sent', 'email_bounced'])
+        self._import(administration,
+            debtors=[debtor('D1', language='en')],
+            items=[item('B1', 'D1', TODAY - days(7)),
+                item('B2', 'D1', TODAY - days(8))])
+        run(administration, TODAY)
+        self.inbox.messages.clear()
+        Communication.send_pending(administration)
+        (_, mail), = self.inbox.messages
+        bounce = ("From: MAILER-DAEMON@example.com\r\n"
+            "Subject: Undelivered\r\n"
+            "X-Failed-Recipients: debtor-D1@example.com\r\n\r\n"
+            "Message-ID: %s\r\n" % mail['Message-ID']).encode()
+        self.assertEqual(len(Communication.process_bounce(bounce)), 2)
+        # A second report of the same bounce is no new event.
+        Communication.process_bounce(bounce)
+        events = self._signed_events(receiver)
+
+        self.assertEqual(sorted(events), ['bundled_reminder_sent',
+                'email_bounced'])
+        sent, = events['bundled_reminder_sent']
+        bounced, = events['email_bounced']
+        for event in [sent, bounced]:
+            self.assertEqual(sorted(i['invoice_number']
+                    for i in event['invoices']), ['F-B1', 'F-B2'])
+            self.assertEqual(event['debtor']['debtor_number'], 'D1')
+            self.assertEqual(event['email']['recipient'],
+                'debtor-D1@example.com')
+        self.assertTrue(sent['email']['sent_at'])
+        self.assertIn("Undeliverable", bounced['email']['reason'])
 
 
 SUBSCRIBE = """
