@@ -55,7 +55,23 @@ EVENTS = [
     ('invoice_step_performed', "Invoice step performed"),
     ('invoice_payment_created', "Invoice payment created"),
     ('payment_plan_created', "Payment plan created"),
+    ('invoice_blocked', "Invoice blocked"),
+    ('invoice_new_comment', "Invoice new comment"),
+    ('invoice_to_debt_collection', "Invoice to debt collection"),
+    ('debtor_new_comment', "Debtor new comment"),
+    ('bundled_reminder_sent', "Bundled reminder sent"),
+    ('email_bounced', "Email bounced"),
+    ('payment_plan_updated', "Payment plan updated"),
+    ('payment_plan_deactivated', "Payment plan deactivated"),
+    ('payment_plan_finished', "Payment plan finished"),
+    ('payment_plan_term_expired', "Payment plan term expired"),
     ('case_created', "Case created"),
+    ('case_step_performed', "Case step performed"),
+    ('case_paid', "Case paid"),
+    ('case_to_bailiff', "Case to bailiff"),
+    ('psp_transaction_successful', "PSP transaction successful"),
+    ('psp_transaction_refunded', "PSP transaction refunded"),
+    ('psp_transaction_charged_back', "PSP transaction charged back"),
     ]
 MAX_ATTEMPTS = 10
 

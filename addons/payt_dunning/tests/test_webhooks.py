@@ -17,14 +17,19 @@ import threading
 import time
 import unittest
 from contextlib import contextmanager
+from decimal import Decimal
+from types import SimpleNamespace
 
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
 from trytond.tests.test_tryton import activate_module, with_transaction
 from trytond.transaction import Transaction
 
+from .test_case_delivery import Outbound
 from .test_server import ADMINISTRATION, SETUP, Database
-from .tools import TODAY, create_administration, days, debtor, item, run
+from .tools import (
+    TODAY, create_administration, days, debtor, item, items_by_external_id,
+    run)
 
 
 class Receiver:
@@ -72,13 +77,8 @@ def closed_port_url():
         return 'http://127.0.0.1:%s/' % s.getsockname()[1]
 
 
-class WebhookTestCase(unittest.TestCase):
-    "Webhooks: signed, retried, deactivated, isolated, at least once"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        activate_module('payt_dunning')
+class Subscribing:
+    "A receiver per test, subscribed to an administration's events."
 
     def setUp(self):
         super().setUp()
@@ -111,6 +111,25 @@ class WebhookTestCase(unittest.TestCase):
 
     def _send(self):
         return Pool().get('payt.communication').send_pending()
+
+    def _signed_events(self, receiver):
+        "Send the outbox; {event: [body]}, every request signed."
+        Pool().get('payt.webhook.delivery').send_pending()
+        self.assertTrue(receiver.received)
+        self.assertTrue(all(ok for _, _, ok in receiver.received))
+        events = {}
+        for event in receiver.events():
+            events.setdefault(event['event'], []).append(event)
+        return events
+
+
+class WebhookTestCase(Subscribing, unittest.TestCase):
+    "Webhooks: signed, retried, deactivated, isolated, at least once"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        activate_module('payt_dunning')
 
     def _due_now(self, deliveries):
         "Time passes: their next attempt is due."
@@ -193,6 +212,157 @@ class WebhookTestCase(unittest.TestCase):
             ['invoice_created', 'invoice_paused', 'invoice_resumed'])
         self.assertEqual(chosen.events()[0]['invoice']['invoice_number'],
             'F-I1')
+
+    @with_transaction()
+    def test_plan_events_arrive_signed(self):
+        "A plan started, a term missed and broken, another plan finished"
+        pool = Pool()
+        Plan = pool.get('payt.plan')
+        administration = create_administration()
+        receiver = self._receiver()
+        self._subscribe(administration, receiver)
+        self._import(administration, debtors=[debtor('D1')],
+            items=[item('I1', 'D1', TODAY - days(10)),
+                item('I2', 'D1', TODAY - days(10))])
+        found = items_by_external_id(administration)
+        missed = Plan.create_for(found['I1'].debtor, [found['I1']], [], 2,
+            TODAY + days(5), break_on_missed=True)
+        paid = Plan.create_for(found['I2'].debtor, [found['I2']], [], 2,
+            TODAY + days(5))
+        Plan.start([missed, paid])
+        Plan.process(administration, TODAY + days(10))
+        Plan.complete([Plan(paid.id)])
+        events = self._signed_events(receiver)
+
+        self.assertEqual(len(events['payment_plan_updated']), 2)
+        updated = events['payment_plan_updated'][0]['payment_plan']
+        self.assertTrue(updated['active'])
+        self.assertEqual(len(updated['payment_terms']), 2)
+        # Both first terms were missed; one plan breaks on it.
+        self.assertEqual(sorted(e['payment_plan']['id']
+                for e in events['payment_plan_term_expired']),
+            sorted([str(missed.id), str(paid.id)]))
+        expired = events['payment_plan_term_expired'][0]
+        self.assertEqual(expired['payment_term']['due_date'],
+            (TODAY + days(5)).isoformat())
+        self.assertEqual(expired['debtor']['debtor_number'], 'D1')
+        deactivated, = events['payment_plan_deactivated']
+        self.assertEqual(deactivated['payment_plan']['id'], str(missed.id))
+        self.assertFalse(deactivated['payment_plan']['active'])
+        self.assertTrue(deactivated['payment_plan']['deactivated_at'])
+        finished, = events['payment_plan_finished']
+        self.assertEqual(finished['payment_plan']['id'], str(paid.id))
+
+    @with_transaction()
+    def test_case_events_arrive_signed(self):
+        "To debt collection, each case step, to the bailiff, a case paid"
+        pool = Pool()
+        Case = pool.get('payt.case')
+        administration = create_administration()
+        receiver = self._receiver()
+        self._subscribe(administration, receiver)
+        self._import(administration,
+            debtors=[debtor('D1'), debtor('D2')],
+            items=[item('I1', 'D1', TODAY - days(40)),
+                item('I2', 'D2', TODAY - days(40))])
+        found = items_by_external_id(administration)
+        escalated, = Case.open_for_items([found['I1']], TODAY)
+        paid, = Case.open_for_items([found['I2']], TODAY)
+        for _ in range(5):
+            Case.escalate([Case(escalated.id)])
+        Case.close_paid([Case(paid.id)])
+        events = self._signed_events(receiver)
+
+        self.assertEqual(sorted(e['invoice']['invoice_number']
+                for e in events['invoice_to_debt_collection']),
+            ['F-I1', 'F-I2'])
+        self.assertEqual({e['credit_case']['id']
+                for e in events['invoice_to_debt_collection']},
+            {str(escalated.id), str(paid.id)})
+        self.assertEqual([e['step']['name']
+                for e in events['case_step_performed']],
+            ['summons', 'second_summons', 'notice_of_default',
+                'prejudiciary'])
+        bailiff, = events['case_to_bailiff']
+        self.assertEqual(bailiff['credit_case']['id'], str(escalated.id))
+        self.assertTrue(bailiff['credit_case']['forwarded_to_bailiff_at'])
+        case_paid, = events['case_paid']
+        self.assertEqual(case_paid['credit_case']['id'], str(paid.id))
+        self.assertEqual(case_paid['debtor']['debtor_number'], 'D2')
+
+    @with_transaction()
+    def test_block_comments_and_psp_arrive_signed(self):
+        "Blocked, a debtor's comments, a Mollie payment paid and reversed"
+        pool = Pool()
+        Item = pool.get('payt.item')
+        Pause = pool.get('payt.pause')
+        Message = pool.get('payt.message')
+        OnlinePayment = pool.get('payt.online.payment')
+        administration = create_administration()
+        receiver = self._receiver()
+        self._subscribe(administration, receiver)
+        self._import(administration, debtors=[debtor('D1')],
+            items=[item('I1', 'D1', TODAY), item('I2', 'D1', TODAY),
+                item('I3', 'D1', TODAY, amount='100.00'),
+                item('I4', 'D1', TODAY)])
+        found = items_by_external_id(administration)
+        Pause.hold([found['I1']], 'stop', "Bankrupt")
+        # As PATCH /v1/invoices/block does (api.block_invoices).
+        Pause.hold([found['I4']], 'pause', "Blocked through the API",
+            automatic='api')
+        Pause.hold([found['I2']], 'pause', "Disputed",
+            end_date=TODAY + days(14))
+        the_debtor = found['I1'].debtor
+        Message.create([{'administration': administration.id,
+                    'debtor': the_debtor.id, 'item': found['I2'].id,
+                    'direction': 'in', 'body': "Wrong amount"}, {
+                    'administration': administration.id,
+                    'debtor': the_debtor.id, 'direction': 'in',
+                    'body': "New address"}, {
+                    'administration': administration.id,
+                    'debtor': the_debtor.id, 'direction': 'out',
+                    'body': "Thank you"}])
+        payment, = OnlinePayment.create([{
+                    'company': administration.company.id,
+                    'administration': administration.id,
+                    'debtor': the_debtor.id,
+                    'currency': administration.company.currency.id,
+                    'amount': Decimal('100.00'), 'mollie_id': 'tr_test',
+                    'lines': [('create', [{'item': found['I3'].id,
+                                    'amount': Decimal('100.00')}])]}])
+
+        def mollie(refunded=None, charged_back=None):
+            money = lambda v: {'value': v, 'currency': 'EUR'} if v else None
+            return SimpleNamespace(status='paid', method='ideal',
+                amount_refunded=money(refunded),
+                amount_chargedback=money(charged_back), mandate_id=None)
+        for answer in [mollie(), mollie(), mollie('10.00'),
+                mollie('10.00', '90.00')]:
+            OnlinePayment(payment.id)._apply(answer, None)
+        events = self._signed_events(receiver)
+
+        self.assertEqual(sorted(e['invoice']['invoice_number']
+                for e in events['invoice_blocked']), ['F-I1', 'F-I4'])
+        paused, = events['invoice_paused']
+        self.assertEqual(paused['invoice']['invoice_number'], 'F-I2')
+        comment, = events['invoice_new_comment']
+        self.assertEqual(comment['invoice']['invoice_number'], 'F-I2')
+        self.assertEqual(comment['comment']['content'], "Wrong amount")
+        self.assertEqual(comment['comment']['sender_type'], 'debtor')
+        comment, = events['debtor_new_comment']
+        self.assertEqual(comment['comment']['content'], "New address")
+        self.assertEqual(comment['debtor']['debtor_number'], 'D1')
+        # Paid once, though Mollie said so twice.
+        successful, = events['psp_transaction_successful']
+        self.assertEqual(successful['psp_transaction']['amount'], '100.00')
+        self.assertEqual(successful['psp_transaction']['status'], 'paid')
+        self.assertEqual(successful['psp_transaction']['invoice_ids'],
+            [str(found['I3'].id)])
+        refunded, = events['psp_transaction_refunded']
+        self.assertEqual(refunded['psp_transaction']['status'], 'refunded')
+        charged_back, = events['psp_transaction_charged_back']
+        self.assertEqual(charged_back['psp_transaction']['status'],
+            'charged_back')
 
     @with_transaction()
     def test_failing_receiver_retried_then_deactivated(self):
@@ -431,6 +601,49 @@ class WebhookTestCase(unittest.TestCase):
         self._send()
         self.assertEqual([ok for _, _, ok in receiver.received],
             [False, True])
+
+
+class WebhookEmailTestCase(Subscribing, Outbound, unittest.TestCase):
+    "Webhooks of the emails: a bundled reminder sent, an email bounced"
+
+    @with_transaction()
+    def test_bundled_reminder_sent_and_bounced(self):
+        "A partner hears of a bundle of two reminders, and of its bounce"
+        pool = Pool()
+        Communication = pool.get('payt.communication')
+        administration = create_administration("Bundel BV")
+        receiver = self._receiver()
+        self._subscribe(administration, receiver, all_events=False,
+            events=['bundled_reminder_sent', 'email_bounced'])
+        self._import(administration,
+            debtors=[debtor('D1', language='en')],
+            items=[item('B1', 'D1', TODAY - days(7)),
+                item('B2', 'D1', TODAY - days(8))])
+        run(administration, TODAY)
+        self.inbox.messages.clear()
+        Communication.send_pending(administration)
+        (_, mail), = self.inbox.messages
+        bounce = ("From: MAILER-DAEMON@example.com\r\n"
+            "Subject: Undelivered\r\n"
+            "X-Failed-Recipients: debtor-D1@example.com\r\n\r\n"
+            "Message-ID: %s\r\n" % mail['Message-ID']).encode()
+        self.assertEqual(len(Communication.process_bounce(bounce)), 2)
+        # A second report of the same bounce is no new event.
+        Communication.process_bounce(bounce)
+        events = self._signed_events(receiver)
+
+        self.assertEqual(sorted(events), ['bundled_reminder_sent',
+                'email_bounced'])
+        sent, = events['bundled_reminder_sent']
+        bounced, = events['email_bounced']
+        for event in [sent, bounced]:
+            self.assertEqual(sorted(i['invoice_number']
+                    for i in event['invoices']), ['F-B1', 'F-B2'])
+            self.assertEqual(event['debtor']['debtor_number'], 'D1')
+            self.assertEqual(event['email']['recipient'],
+                'debtor-D1@example.com')
+        self.assertTrue(sent['email']['sent_at'])
+        self.assertIn("Undeliverable", bounced['email']['reason'])
 
 
 SUBSCRIBE = """
