@@ -18,6 +18,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import unittest
 
@@ -776,6 +777,49 @@ class ApiTestCase(ResourceTests, unittest.TestCase):
                 'identifier_type': 'invoice_number'})
         self.assertEqual(response.status_code, 200, response.text)
         return response.json()
+
+    def test_partner_receives_signed_webhooks(self):
+        "A partner's endpoint gets the events of a payment and a step, signed"
+        from .test_webhooks import Receiver
+        receiver = Receiver()
+        self.addCleanup(receiver.stop)
+        receiver.secret = self.as_admin(
+            "Webhook = pool.get('payt.webhook')\n"
+            "webhook, = Webhook.create([{'administration': administration.id,"
+            " 'url': %r}])\n"
+            "print(json.dumps(Webhook.set_secrets([webhook])[webhook.id]))"
+            % receiver.url)
+        # Overdue 8 days: the first reminder's step is due tonight.
+        self.seed('WH', ['WH-1'], days=8)
+        response = self.call(self.c(), 'PATCH', '/v1/invoices', json={
+                'administration_id': self.administration('C'),
+                'invoices': [{'invoice_number': 'WH-1',
+                        'amount_open': '21.00'}]})
+        self.assertEqual(response.status_code, 200, response.text)
+        self.database.payt('run', '-d', self.database.name, '--no-send')
+        sender = subprocess.run([sys.executable, '-c',
+                'import sys; from trytond.modules.payt_dunning.channel '
+                'import main; sys.exit(main())', '-d', self.database.name],
+            env=self.database.env, capture_output=True, text=True,
+            timeout=600)
+        self.assertEqual(sender.returncode, 0, sender.stderr[-2000:])
+
+        self.assertTrue(receiver.received)
+        self.assertTrue(all(ok for _, _, ok in receiver.received),
+            "every request carries the HMAC of its body")
+        for headers, raw, _ in receiver.received:
+            body = json.loads(raw)
+            self.assertEqual(headers['X-PAYT-DELIVERY'], body['id'])
+            self.assertEqual(headers['X-PAYT-ADMINISTRATION-IDENTIFIER'],
+                self.administration('C'))
+        of_wh1 = {e['event']: e for e in receiver.events()
+            if (e.get('invoice') or {}).get('invoice_number') == 'WH-1'}
+        self.assertIn('invoice_created', of_wh1)
+        self.assertIn('invoice_payment_created', of_wh1)
+        self.assertIn('invoice_step_performed', of_wh1)
+        self.assertEqual(
+            of_wh1['invoice_step_performed']['invoice']['open_amount'],
+            '21.00')
 
     def test_administrations(self):
         "A token lists its own administration only"
