@@ -205,7 +205,19 @@ class SaoBrowser:
                     json.dumps(domain)))
         if params:
             url += ';' + '&'.join(params)
+        active = "document.querySelector('#tabcontent > .tab-pane.active')"
+        before = self.page.evaluate("() => { const p = %s;"
+            " return p ? p.id : null; }" % active)
         self.page.goto(url)
+        # Until the screen's own tab is in front: the tab in front before
+        # may show what the test looks for too. (Sao brings an open tab of
+        # the same screen to the front instead, which may be that one.)
+        try:
+            self.page.wait_for_function("(before) => { const p = %s;"
+                " return p && p.id !== before; }" % active, arg=before,
+                timeout=15000)
+        except PlaywrightTimeout:
+            pass
 
     def shot(self, name, folder=SHOTS):
         time.sleep(0.5)   # let the last animation end
