@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import unittest
 import urllib.request
@@ -580,22 +579,10 @@ class HubServerTestCase(unittest.TestCase):
         cls.database.python(ADMINISTRATION % "Other Hub BV")
         from .test_server import PASSWORD
         cls.password = PASSWORD
-        # the configuration singleton's first write locks its table: start
-        # the transaction with that lock, as trytond's dispatcher would
-        script = (
-            "import json, sys\n"
-            "from trytond.pool import Pool\n"
-            "from trytond.transaction import Transaction\n"
-            "Pool.start(); Pool(sys.argv[1]).init()\n"
-            "with Transaction().start(sys.argv[1], 0,\n"
-            "        _lock_tables=['payt_hub_configuration']) as t:\n"
-            "%s\n"
-            "    t.commit()\n") % '\n'.join('    ' + line for line in (
-                SERVER_SETUP % {'password': PASSWORD,
-                    'partner_key': TEST_PARTNER_KEY,
-                    'url': cls.imuis.url}).splitlines())
-        out = cls.database.run([sys.executable, '-c', script,
-                cls.database.name]).stdout
+        # the configuration singleton's first write locks its table
+        out = cls.database.python(SERVER_SETUP % {'password': PASSWORD,
+                'partner_key': TEST_PARTNER_KEY, 'url': cls.imuis.url},
+            lock_tables=['payt_hub_configuration'])
         cls.draft, cls.other = json.loads(out.strip().splitlines()[-1])
 
     @classmethod

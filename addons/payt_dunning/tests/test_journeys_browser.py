@@ -568,3 +568,58 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
             ['company', 'shared'])
         self.assertTrue(all(f['shared'] == (not f['company']) for f in flows))
         self.report("2 consultant")
+
+    def test_consultant_links_package(self):
+        "consultant: pastes the client's iMUIS code, a wrong one, then right"
+        from payt_hub.simulators.imuis import (
+            TEST_ENVIRONMENT, TEST_PARTNER_KEY, ImuisSimulator)
+        imuis = ImuisSimulator(debtors=2, items=3).start()
+        self.addCleanup(imuis.stop)
+        # Admin's part, once per installation: Payt's partner key and, here,
+        # where iMUIS answers. Nothing of it is the consultant's to enter.
+        self.database.python(
+            "Configuration = pool.get('payt.hub.configuration')\n"
+            "Configuration.write([Configuration(1)], {\n"
+            "    'imuis_partner_key_masked': %r,\n"
+            "    'imuis_url_override': %r})" % (TEST_PARTNER_KEY, imuis.url),
+            lock_tables=['payt_hub_configuration'])
+        self.user = 'consultant'
+        self.set_language('en')
+        self.fresh()
+        self.clicks = 0
+        self.started = time.monotonic()
+        administration = self.administration(ADMINISTRATION)
+
+        self.menu(PAYT, "Configuration", "Accounting Package Links")
+        self.tab().locator('th', has_text="Package").first.wait_for()
+        self.click(self.tab().locator('button#new_:visible').first)
+        tab = self.tab()
+        # Sao asks which administration is meant, with the one found.
+        self.fill_field(tab, 'administration', ADMINISTRATION)
+        search = self.dialog()
+        self.click(search.locator('tr', has_text=ADMINISTRATION).first)
+        self.wizard_ok("OK")
+        tab.locator('select[name="package"]').select_option(
+            label="iMUIS Online")
+        self.clicks += 1
+        # A mistyped code first: refused with what to do, nothing activated.
+        self.fill_field(tab, 'environment_code_masked', '99999')
+        self.button("Activate")
+        error = self.dialog()
+        error.locator('text=MUIS Apps').first.wait_for()
+        self.assertIn("environment code", error.inner_text())
+        self.assertNotIn("99999", error.inner_text())
+        self.click(error.locator('button', has_text="OK"))
+        links = self.ids('payt.hub.link', [
+                ('administration', '=', administration)])
+        self.assertEqual(len(links), 1, "the link was saved as a draft")
+        link, = links
+        self.assertStored('payt.hub.link', link, 'state', 'draft')
+
+        logins = imuis.logins
+        self.fill_field(tab, 'environment_code_masked', TEST_ENVIRONMENT)
+        self.button("Activate")
+        self.assertStored('payt.hub.link', link, 'state', 'active')
+        self.assertGreater(imuis.logins, logins, "a real login to iMUIS")
+        self.shot('package-linked')
+        self.report("2 consultant links a package")

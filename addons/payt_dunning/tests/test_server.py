@@ -91,16 +91,19 @@ class Database:
             env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
 
-    def python(self, code):
-        "Run code in a fresh process with a transaction on the database."
+    def python(self, code, lock_tables=()):
+        """Run code in a fresh process with a transaction on the database;
+        lock_tables: taken at the start, as trytond's dispatcher retries a
+        call that needs them (a singleton's first write)."""
         script = (
             "import json\n"
             "from trytond.pool import Pool\n"
             "from trytond.transaction import Transaction\n"
             "Pool.start(); pool = Pool(%r); pool.init()\n"
-            "with Transaction().start(%r, 0) as transaction:\n"
+            "with Transaction().start(%r, 0, _lock_tables=%r) as transaction:\n"
             "%s\n"
             "    transaction.commit()\n") % (self.name, self.name,
+            list(lock_tables),
             '\n'.join('    ' + line for line in code.splitlines()))
         result = self.run([sys.executable, '-c', script])
         return result.stdout
