@@ -44,6 +44,19 @@ STEP = 'First reminder'   # the default flow's step, as English reads it
 TIMEOUT = 30000
 
 
+# Whether an element lies within the box of what scrolls it (a list's
+# columns beyond its right edge are cut off).
+IN_VIEW = """element => {
+    let box = element.parentElement;
+    while (box && getComputedStyle(box).overflowX === 'visible') {
+        box = box.parentElement;
+    }
+    const inner = element.getBoundingClientRect();
+    const outer = (box || document.body).getBoundingClientRect();
+    return inner.left >= outer.left - 1 && inner.right <= outer.right + 1;
+}"""
+
+
 class SaoBrowser:
     """A demo database, a trytond serving sao and Chromium, once per test
     class; JSON-RPC and page helpers. Mixed into a unittest.TestCase."""
@@ -272,6 +285,10 @@ class BrowserTestCase(SaoBrowser, unittest.TestCase):
         self.open('payt.administration', administration)
         self.tab().locator('tr', has_text=STEP).first.wait_for()
         self.shot('administration-dashboard')
+        # Every figure of the step list in view, not scrolled off its side.
+        for header in ["Items", "Amount", "Attention"]:
+            self.assertTrue(self.tab().locator('th:visible',
+                    has_text=header).first.evaluate(IN_VIEW), header)
 
         dialog = self.open_step()
         followed = self.followed(dialog)
