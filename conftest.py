@@ -1,0 +1,20 @@
+# This file is part of payt_dunning. See COPYRIGHT and LICENSE files.
+"""Tests run side by side (`make test`: pytest-xdist, one process per worker).
+
+Most of a test's time is spent waiting (servers starting, senders killed
+and restarted, the browser), so a few workers on two cores finish in about
+half the time. Each worker needs its own test database on PostgreSQL and its
+own copy of trytond's database cache: read here, before trytond's test
+module reads DB_NAME and DB_CACHE."""
+import os
+import time
+
+WORKER = os.environ.get('PYTEST_XDIST_WORKER')
+
+if WORKER:
+    if os.environ.get('DB_NAME', ':memory:') != ':memory:' or (
+            'postgresql' in os.environ.get('TRYTOND_DATABASE__URI', '')):
+        os.environ['DB_NAME'] = 'test_%s_%s' % (int(time.time()), WORKER)
+    if os.environ.get('DB_CACHE'):
+        os.environ['DB_CACHE'] = os.path.join(os.environ['DB_CACHE'], WORKER)
+        os.makedirs(os.environ['DB_CACHE'], exist_ok=True)
