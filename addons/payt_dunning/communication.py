@@ -152,6 +152,53 @@ def format_money(amount, currency, language):
     return '%s %s' % (currency.code, text)
 
 
+class RenderCache:
+    """What the messages of one sender batch share, read once: templates
+    and step names per language, administrations, company names; and the
+    portal links of its emails, made in one create before rendering (a
+    record created in between would make the ORM reread every record it
+    holds)."""
+
+    def __init__(self):
+        self.links = {}
+        self._memo = {}
+
+    def memo(self, key, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def issue_links(self, communications):
+        "One new portal link for each of these (the first of an email)."
+        PortalLink = Pool().get('payt.portal.link')
+        urls = PortalLink.urls_for([c.item.debtor for c in communications])
+        self.links.update(zip((c.id for c in communications), urls))
+
+    def portal_url(self, communication, debtor):
+        "Its link made beforehand, used once; else a new one now."
+        url = self.links.pop(communication.id, None)
+        return url or Pool().get('payt.portal.link').url_for(debtor)
+
+    def template(self, step, language, kind):
+        return self.memo(('template', step.id, language, kind),
+            lambda: step.template_for(language, kind))
+
+    def step_name(self, step, language):
+        "The step's name in `language`."
+        def name():
+            with Transaction().set_context(language=language):
+                return Pool().get('payt.flow.step')(step.id).name
+        return self.memo(('step name', step.id, language), name)
+
+    def company_name(self, company):
+        return self.memo(('company', company.id), lambda: company.rec_name)
+
+    def administration(self, administration):
+        "One record per administration: its computed fields computed once."
+        return self.memo(('administration', administration.id),
+            lambda: administration)
+
+
 class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     "Communication"
     __name__ = 'payt.communication'
@@ -301,23 +348,25 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         if self.channel == 'letter':
             return '%s.pdf' % (self.letter_key or 'letter-%s' % self.id)
 
-    def template_values(self, items=None):
+    def template_values(self, items=None, cache=None):
         """The template's values for this item, or for a bundle of the
         debtor's `items` of one step: their numbers, the summed amounts, the
         earliest due date, and the costs over the summed principal."""
+        cache = cache or RenderCache()
         items = items or [self.item]
         item = items[0]
         language = item.debtor.language
         today = Pool().get('ir.date').today()
-        portal_url = Pool().get('payt.portal.link').url_for(item.debtor)
+        portal_url = cache.portal_url(self, item.debtor)
         total = sum((i.open_amount for i in items), Decimal(0))
         due_date = min(i.due_date for i in items)
-        payment = item.administration.payment_data(item.debtor,
-            [i.number or i.external_id for i in items], total, portal_url)
+        payment = cache.administration(item.administration).payment_data(
+            item.debtor, [i.number or i.external_id for i in items], total,
+            portal_url)
         one = len(items) == 1
         return {
             'debtor_name': item.debtor.name,
-            'company': item.company.rec_name,
+            'company': cache.company_name(item.company),
             'invoice_number': ', '.join(
                 i.number or i.external_id for i in items),
             'invoice_date': format_date(item.invoice_date, language)
@@ -349,22 +398,24 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         costs = law.collection_costs(principal, item.debtor.kind)
         return format_money(costs.total, item.currency, item.debtor.language)
 
-    def render(self, items=None):
+    def render(self, items=None, cache=None):
         """Fill subject and body from the step's template in the debtor's
         language; for a bundle (`items`, more than one) the template speaks
-        of them all and a table lists each."""
+        of them all and a table lists each. `cache`: the batch's
+        RenderCache."""
+        cache = cache or RenderCache()
         debtor = self.item.debtor
         if self.kind not in (None, 'reminder'):
             # Written when it was decided; only the link is made now.
-            link = Pool().get('payt.portal.link').url_for(debtor)
+            link = cache.portal_url(self, debtor)
             return self.subject, (self.body or '').replace(PORTAL_LINK, link)
-        template = self.step.template_for(debtor.language, debtor.kind)
+        template = cache.template(self.step, debtor.language, debtor.kind)
         if not template:
             return None, None
-        values = self.template_values(items)
+        values = self.template_values(items, cache)
         subject, body = template.render(values)
         if items and len(items) > 1:
-            subject = self._bundle_subject(len(items), values)
+            subject = self._bundle_subject(len(items), values, cache)
             body = '%s\n\n%s' % (body.rstrip(), bundle_table(items,
                     debtor.language))
         # Every reminder says how to pay, also when its text does not.
@@ -372,13 +423,19 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             body = '%s\n\n%s' % (body.rstrip(), values['payment_instruction'])
         return subject, body
 
-    def _bundle_subject(self, count, values):
+    def _links_portal(self, cache):
+        "Whether its email would carry a portal link (render makes one)."
+        debtor = self.item.debtor
+        return bool(debtor.email) and (self.kind not in (None, 'reminder')
+            or cache.template(self.step, debtor.language, debtor.kind)
+            is not None)
+
+    def _bundle_subject(self, count, values, cache):
         """A bundle's subject counts its invoices (the step's template
         speaks of one): the step's name in the debtor's language."""
         language = self.item.debtor.language
         texts = BUNDLE_TEXTS.get(language, BUNDLE_TEXTS['en'])
-        with Transaction().set_context(language=language):
-            step = Pool().get('payt.flow.step')(self.step.id).name
+        step = cache.step_name(self.step, language)
         return texts['subject'].format(step=step, count=count,
             total=values['open_amount'])
 
@@ -598,17 +655,22 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             return []
         optouts = cls._optouts(communications)
         attached = cls._with_attachments(communications)
+        groups = cls.bundles(communications)
+        cache = RenderCache()
+        cache.issue_links([g[0] for g in groups if g[0]._links_portal(cache)])
         jobs = (cls._email_job(group, from_addr, domain, optouts, attached,
-                events, today) for group in cls.bundles(communications))
+                events, today, cache) for group in groups)
         return [job for job in jobs if job]
 
     @classmethod
     def _email_job(cls, group, from_addr, domain, optouts, attached,
-            events, today):
+            events, today, cache=None):
         first = group[0]
         debtor = first.item.debtor
-        subject, body = first.render([c.item for c in group]
-            if len(group) > 1 else None)
+        subject = body = None
+        if debtor.email:
+            subject, body = first.render([c.item for c in group]
+                if len(group) > 1 else None, cache)
         error = None
         if not debtor.email:
             error = "The debtor has no email address"
@@ -622,7 +684,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             return None
         try:
             msg = first._email_message(
-                subject, body, from_addr, domain, attached, group)
+                subject, body, from_addr, domain, attached, group, cache)
         except ValueError as exception:
             # A stored value that breaks a header fails this one alone.
             for communication in group:
@@ -640,12 +702,14 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 to=debtor.email, language=debtor.language, message=msg))
 
     def _email_message(self, subject, body, from_addr, domain, attached,
-            group=None):
+            group=None, cache=None):
         """Raises ValueError when a value cannot be put in a header. The
         Message-ID is the first row's key: resent after a crash, the bundle
         has the same."""
+        cache = cache or RenderCache()
         msg = EmailMessage()
-        msg['From'] = formataddr((self.company.rec_name, from_addr))
+        msg['From'] = formataddr((cache.company_name(self.company),
+                from_addr))
         msg['To'] = self.item.debtor.email
         msg['Subject'] = subject
         # Derived from the idempotency key: a bounce names it.
@@ -806,44 +870,66 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def record(cls, job, receipt=None, error=None):
         """Record what the provider answered, in a fresh transaction: a
         status report may have come back first, and is kept."""
+        return cls.record_all([(job, receipt, error)])
+
+    @classmethod
+    def record_all(cls, answers):
+        """`record` for a sender's batch, [(job, receipt, error)]: saved
+        together, each state moved in one statement per state reached.
+        Returns how many were handed over."""
         pool = Pool()
-        Event = pool.get('payt.event')
         today = pool.get('ir.date').today()
-        communications = cls.browse(job.ids)
-        events = []
         now = datetime.datetime.now()
-        for communication in communications:
-            if receipt:
-                # The state moves below, in one statement that only ever
-                # moves it forward.
-                communication.provider = job.provider
-                communication.provider_id = (communication.provider_id
-                    or receipt.provider_id)
-                communication.sent_at = communication.sent_at or now
-                events.append(communication._event('sent', "%s (%s, %s)" % (
-                            job.what, job.provider, receipt.state), today))
-            elif communication.state != 'pending':
-                continue
-            elif error.retry:
-                if not error.ambiguous:
-                    # Refused, so not sent: a later sender may try at once.
-                    communication.attempt_at = None
-                communication.error = str(error)[:1000]
-            else:
-                communication._fail(str(error), events, today)
+        communications = cls.browse(
+            [i for job, _, _ in answers for i in job.ids])
+        by_id = {c.id: c for c in communications}
+        events = []
+        for job, receipt, error in answers:
+            for communication in (by_id[i] for i in job.ids):
+                communication._record_answer(
+                    job, receipt, error, events, today, now)
         cls.save(communications)
-        Event.save(events)
+        pool.get('payt.event').save(events)
+        cls._move_states(answers, now)
+        return sum(len(job.ids) for job, receipt, _ in answers if receipt)
+
+    def _record_answer(self, job, receipt, error, events, today, now):
         if receipt:
-            table = cls.__table__()
-            cursor = Transaction().connection.cursor()
-            earlier = [s for s, r in RANK.items()
-                if r < RANK.get(receipt.state, 1)]
+            # The state moves in _move_states, in one statement that only
+            # ever moves it forward.
+            self.provider = job.provider
+            self.provider_id = self.provider_id or receipt.provider_id
+            self.sent_at = self.sent_at or now
+            events.append(self._event('sent', "%s (%s, %s)" % (
+                        job.what, job.provider, receipt.state), today))
+        elif self.state != 'pending':
+            return
+        elif error.retry:
+            if not error.ambiguous:
+                # Refused, so not sent: a later sender may try at once.
+                self.attempt_at = None
+            self.error = str(error)[:1000]
+        else:
+            self._fail(str(error), events, today)
+
+    @classmethod
+    def _move_states(cls, answers, now):
+        "The state each receipt reports, where it moves forward."
+        reached = OrderedDict()
+        for job, receipt, _ in answers:
+            if receipt:
+                reached.setdefault(receipt.state, []).extend(job.ids)
+        if not reached:
+            return
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        for state, ids in reached.items():
+            earlier = [s for s, r in RANK.items() if r < RANK.get(state, 1)]
             cursor.execute(*table.update(
                     [table.state, table.status_at, table.error],
-                    [receipt.state, now, Null],
-                    where=table.id.in_(job.ids) & table.state.in_(earlier)))
-            invalidate_caches()
-        return len(communications) if receipt else 0
+                    [state, now, Null],
+                    where=table.id.in_(ids) & table.state.in_(earlier)))
+        invalidate_caches()
 
     @classmethod
     def _deliver_jobs(cls, jobs):
