@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 from sql import Null
+from sql.conditionals import Case, Coalesce
+from sql.functions import CurrentTimestamp
 
 from trytond import config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
@@ -527,19 +529,32 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 cls._pending_domain(administration),
                 limit=limit, order=[('id', 'ASC')]))
         communications = cls._with_whole_letters(communications)
-        now = datetime.datetime.now()
-        for communication in communications:
-            communication.attempt_at = now
-            communication.attempts = (communication.attempts or 0) + 1
-            if not communication.idempotency_key:
-                communication.idempotency_key = (
-                    communication.get_idempotency_key())
+        letters = [c for c in communications if c.channel == 'letter']
+        cls._write_claims(communications, datetime.datetime.now())
         # The letter's key is on record before the letter goes: its status
         # webhooks find it whatever happens to the sender.
-        cls._letter_groups([c for c in communications
-                if c.channel == 'letter'])
-        cls.save(communications)
+        cls._letter_groups(letters)
+        cls.save(letters)
         return [c.id for c in communications]
+
+    @classmethod
+    def _write_claims(cls, communications, now):
+        """The claim of each (attempt, key), those claimed alike in one
+        write: a batch's first claim is one statement, not one a row."""
+        alike = OrderedDict()
+        for communication in communications:
+            values = {'attempt_at': now,
+                'attempts': (communication.attempts or 0) + 1}
+            if not communication.idempotency_key:
+                values['idempotency_key'] = (
+                    communication.get_idempotency_key())
+            alike.setdefault(tuple(sorted(values.items())), []).append(
+                communication)
+        arguments = []
+        for values, records in alike.items():
+            arguments += [records, dict(values)]
+        if arguments:
+            cls.write(*arguments)
 
     @classmethod
     def lock_free(cls, communications):
@@ -874,62 +889,69 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
 
     @classmethod
     def record_all(cls, answers):
-        """`record` for a sender's batch, [(job, receipt, error)]: saved
-        together, each state moved in one statement per state reached.
-        Returns how many were handed over."""
+        """`record` for a sender's batch, [(job, receipt, error)], in one
+        transaction: what a provider took in one statement per message
+        (`_record_receipt`), the others saved together. Returns how many
+        were handed over."""
         pool = Pool()
         today = pool.get('ir.date').today()
-        now = datetime.datetime.now()
         communications = cls.browse(
             [i for job, _, _ in answers for i in job.ids])
         by_id = {c.id: c for c in communications}
-        events = []
+        events, refused = [], []
         for job, receipt, error in answers:
             for communication in (by_id[i] for i in job.ids):
-                communication._record_answer(
-                    job, receipt, error, events, today, now)
-        cls.save(communications)
+                if receipt:
+                    events.append(communication._event('sent',
+                            "%s (%s, %s)" % (job.what, job.provider,
+                                receipt.state), today))
+                elif communication._record_refusal(error, events, today):
+                    refused.append(communication)
+        cls.save(refused)
         pool.get('payt.event').save(events)
-        cls._move_states(answers, now)
-        return sum(len(job.ids) for job, receipt, _ in answers if receipt)
+        received = [(job, receipt) for job, receipt, _ in answers if receipt]
+        now = datetime.datetime.now()
+        for job, receipt in received:
+            cls._record_receipt(job, receipt, now)
+        if received:
+            invalidate_caches()
+        return sum(len(job.ids) for job, _ in received)
 
-    def _record_answer(self, job, receipt, error, events, today, now):
-        if receipt:
-            # The state moves in _move_states, in one statement that only
-            # ever moves it forward.
-            self.provider = job.provider
-            self.provider_id = self.provider_id or receipt.provider_id
-            self.sent_at = self.sent_at or now
-            events.append(self._event('sent', "%s (%s, %s)" % (
-                        job.what, job.provider, receipt.state), today))
-        elif self.state != 'pending':
-            return
-        elif error.retry:
+    def _record_refusal(self, error, events, today):
+        "Whether the provider's refusal changed this one (to be saved)."
+        if self.state != 'pending':
+            return False
+        if error.retry:
             if not error.ambiguous:
                 # Refused, so not sent: a later sender may try at once.
                 self.attempt_at = None
             self.error = str(error)[:1000]
         else:
             self._fail(str(error), events, today)
+        return True
 
     @classmethod
-    def _move_states(cls, answers, now):
-        "The state each receipt reports, where it moves forward."
-        reached = OrderedDict()
-        for job, receipt, _ in answers:
-            if receipt:
-                reached.setdefault(receipt.state, []).extend(job.ids)
-        if not reached:
-            return
+    def _record_receipt(cls, job, receipt, now):
+        """The provider and its reference on the job's rows (kept where a
+        status report set them first), and the state the receipt reports
+        where that moves it forward: one statement."""
         table = cls.__table__()
+        earlier = [s for s, r in RANK.items()
+            if r < RANK.get(receipt.state, 1)]
+        moves = table.state.in_(earlier)
         cursor = Transaction().connection.cursor()
-        for state, ids in reached.items():
-            earlier = [s for s, r in RANK.items() if r < RANK.get(state, 1)]
-            cursor.execute(*table.update(
-                    [table.state, table.status_at, table.error],
-                    [state, now, Null],
-                    where=table.id.in_(ids) & table.state.in_(earlier)))
-        invalidate_caches()
+        cursor.execute(*table.update(
+                [table.provider, table.provider_id, table.sent_at,
+                    table.state, table.status_at, table.error,
+                    table.write_uid, table.write_date],
+                [job.provider,
+                    Coalesce(table.provider_id, receipt.provider_id),
+                    Coalesce(table.sent_at, now),
+                    Case((moves, receipt.state), else_=table.state),
+                    Case((moves, now), else_=table.status_at),
+                    Case((moves, Null), else_=table.error),
+                    Transaction().user, CurrentTimestamp()],
+                where=table.id.in_(job.ids)))
 
     @classmethod
     def _deliver_jobs(cls, jobs):
