@@ -199,6 +199,7 @@ def main():
 
 
 def render(args, results, size, profile, load_start, load_end):
+    import psycopg
     import trytond
     rate = lambda seconds: args.emails / seconds
     one = rate(results[1])
@@ -226,7 +227,8 @@ it.
 
 ## Machine
 
-- %d cores; %s; Python %s, trytond %s; backend %s
+- %d cores; %s; Python %s, trytond %s; backend %s (psycopg %s, %s
+  implementation)
 - load average (1, 5, 15 min) at start: %s, at the end: %s. The machine is
   shared with other engineers' tests: a load above the number of cores
   inflates every figure
@@ -247,7 +249,8 @@ Ratio sender (1 worker) / raw SMTP: %.1f. Target (>= %d emails/s per
 worker): %s.
 ''' % (time.strftime('%Y-%m-%d %H:%M', time.gmtime()), command,
             os.cpu_count(), platform.platform(), platform.python_version(),
-            trytond.__version__, args.backend,
+            trytond.__version__, args.backend, psycopg.__version__,
+            psycopg.pq.__impl__,
             ', '.join('%.2f' % l for l in load_start),
             ', '.join('%.2f' % l for l in load_end),
             args.emails, size, args.batch_size, table,

@@ -376,9 +376,8 @@ def run_sender(database, administration=None, batch_size=25, progress=None):
             total += sent
             down = set()
             answers = [(job,) + call_provider(job, down) for job in jobs]
-            total += transaction(lambda pool: sum(
-                    pool.get('payt.communication').record(*answer)
-                    for answer in answers))
+            total += transaction(lambda pool: pool.get(
+                    'payt.communication').record_all(answers))
             if progress:
                 progress(total)
     finally:

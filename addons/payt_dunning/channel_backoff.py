@@ -94,10 +94,20 @@ class Communication(metaclass=PoolMeta):
         return domain
 
     @classmethod
-    def record(cls, job, receipt=None, error=None):
+    def record_all(cls, answers):
+        """A provider's back-off cleared by what it accepted, started by
+        what it refused; in order, once per change (again would do the
+        same)."""
         Backoff = Pool().get('payt.channel.backoff')
-        if receipt:
-            Backoff.succeeded(job.provider)
-        elif error is not None and error.retry:
-            Backoff.failed(job.provider, error)
-        return super().record(job, receipt, error)
+        last = {}
+        for job, receipt, error in answers:
+            outcome = 'accepted' if receipt else 'refused' if (
+                error is not None and error.retry) else None
+            if outcome is None or last.get(job.provider) == outcome:
+                continue
+            last[job.provider] = outcome
+            if receipt:
+                Backoff.succeeded(job.provider)
+            else:
+                Backoff.failed(job.provider, error)
+        return super().record_all(answers)

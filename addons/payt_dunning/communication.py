@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 from sql import Null
+from sql.conditionals import Case, Coalesce
+from sql.functions import CurrentTimestamp
 
 from trytond import config
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
@@ -150,6 +152,53 @@ def format_money(amount, currency, language):
     if language == 'nl':
         text = text.translate(str.maketrans(',.', '.,'))
     return '%s %s' % (currency.code, text)
+
+
+class RenderCache:
+    """What the messages of one sender batch share, read once: templates
+    and step names per language, administrations, company names; and the
+    portal links of its emails, made in one create before rendering (a
+    record created in between would make the ORM reread every record it
+    holds)."""
+
+    def __init__(self):
+        self.links = {}
+        self._memo = {}
+
+    def memo(self, key, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def issue_links(self, communications):
+        "One new portal link for each of these (the first of an email)."
+        PortalLink = Pool().get('payt.portal.link')
+        urls = PortalLink.urls_for([c.item.debtor for c in communications])
+        self.links.update(zip((c.id for c in communications), urls))
+
+    def portal_url(self, communication, debtor):
+        "Its link made beforehand, used once; else a new one now."
+        url = self.links.pop(communication.id, None)
+        return url or Pool().get('payt.portal.link').url_for(debtor)
+
+    def template(self, step, language, kind):
+        return self.memo(('template', step.id, language, kind),
+            lambda: step.template_for(language, kind))
+
+    def step_name(self, step, language):
+        "The step's name in `language`."
+        def name():
+            with Transaction().set_context(language=language):
+                return Pool().get('payt.flow.step')(step.id).name
+        return self.memo(('step name', step.id, language), name)
+
+    def company_name(self, company):
+        return self.memo(('company', company.id), lambda: company.rec_name)
+
+    def administration(self, administration):
+        "One record per administration: its computed fields computed once."
+        return self.memo(('administration', administration.id),
+            lambda: administration)
 
 
 class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
@@ -301,23 +350,25 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         if self.channel == 'letter':
             return '%s.pdf' % (self.letter_key or 'letter-%s' % self.id)
 
-    def template_values(self, items=None):
+    def template_values(self, items=None, cache=None):
         """The template's values for this item, or for a bundle of the
         debtor's `items` of one step: their numbers, the summed amounts, the
         earliest due date, and the costs over the summed principal."""
+        cache = cache or RenderCache()
         items = items or [self.item]
         item = items[0]
         language = item.debtor.language
         today = Pool().get('ir.date').today()
-        portal_url = Pool().get('payt.portal.link').url_for(item.debtor)
+        portal_url = cache.portal_url(self, item.debtor)
         total = sum((i.open_amount for i in items), Decimal(0))
         due_date = min(i.due_date for i in items)
-        payment = item.administration.payment_data(item.debtor,
-            [i.number or i.external_id for i in items], total, portal_url)
+        payment = cache.administration(item.administration).payment_data(
+            item.debtor, [i.number or i.external_id for i in items], total,
+            portal_url)
         one = len(items) == 1
         return {
             'debtor_name': item.debtor.name,
-            'company': item.company.rec_name,
+            'company': cache.company_name(item.company),
             'invoice_number': ', '.join(
                 i.number or i.external_id for i in items),
             'invoice_date': format_date(item.invoice_date, language)
@@ -349,22 +400,24 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         costs = law.collection_costs(principal, item.debtor.kind)
         return format_money(costs.total, item.currency, item.debtor.language)
 
-    def render(self, items=None):
+    def render(self, items=None, cache=None):
         """Fill subject and body from the step's template in the debtor's
         language; for a bundle (`items`, more than one) the template speaks
-        of them all and a table lists each."""
+        of them all and a table lists each. `cache`: the batch's
+        RenderCache."""
+        cache = cache or RenderCache()
         debtor = self.item.debtor
         if self.kind not in (None, 'reminder'):
             # Written when it was decided; only the link is made now.
-            link = Pool().get('payt.portal.link').url_for(debtor)
+            link = cache.portal_url(self, debtor)
             return self.subject, (self.body or '').replace(PORTAL_LINK, link)
-        template = self.step.template_for(debtor.language, debtor.kind)
+        template = cache.template(self.step, debtor.language, debtor.kind)
         if not template:
             return None, None
-        values = self.template_values(items)
+        values = self.template_values(items, cache)
         subject, body = template.render(values)
         if items and len(items) > 1:
-            subject = self._bundle_subject(len(items), values)
+            subject = self._bundle_subject(len(items), values, cache)
             body = '%s\n\n%s' % (body.rstrip(), bundle_table(items,
                     debtor.language))
         # Every reminder says how to pay, also when its text does not.
@@ -372,13 +425,19 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             body = '%s\n\n%s' % (body.rstrip(), values['payment_instruction'])
         return subject, body
 
-    def _bundle_subject(self, count, values):
+    def _links_portal(self, cache):
+        "Whether its email would carry a portal link (render makes one)."
+        debtor = self.item.debtor
+        return bool(debtor.email) and (self.kind not in (None, 'reminder')
+            or cache.template(self.step, debtor.language, debtor.kind)
+            is not None)
+
+    def _bundle_subject(self, count, values, cache):
         """A bundle's subject counts its invoices (the step's template
         speaks of one): the step's name in the debtor's language."""
         language = self.item.debtor.language
         texts = BUNDLE_TEXTS.get(language, BUNDLE_TEXTS['en'])
-        with Transaction().set_context(language=language):
-            step = Pool().get('payt.flow.step')(self.step.id).name
+        step = cache.step_name(self.step, language)
         return texts['subject'].format(step=step, count=count,
             total=values['open_amount'])
 
@@ -470,19 +529,32 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 cls._pending_domain(administration),
                 limit=limit, order=[('id', 'ASC')]))
         communications = cls._with_whole_letters(communications)
-        now = datetime.datetime.now()
-        for communication in communications:
-            communication.attempt_at = now
-            communication.attempts = (communication.attempts or 0) + 1
-            if not communication.idempotency_key:
-                communication.idempotency_key = (
-                    communication.get_idempotency_key())
+        letters = [c for c in communications if c.channel == 'letter']
+        cls._write_claims(communications, datetime.datetime.now())
         # The letter's key is on record before the letter goes: its status
         # webhooks find it whatever happens to the sender.
-        cls._letter_groups([c for c in communications
-                if c.channel == 'letter'])
-        cls.save(communications)
+        cls._letter_groups(letters)
+        cls.save(letters)
         return [c.id for c in communications]
+
+    @classmethod
+    def _write_claims(cls, communications, now):
+        """The claim of each (attempt, key), those claimed alike in one
+        write: a batch's first claim is one statement, not one a row."""
+        alike = OrderedDict()
+        for communication in communications:
+            values = {'attempt_at': now,
+                'attempts': (communication.attempts or 0) + 1}
+            if not communication.idempotency_key:
+                values['idempotency_key'] = (
+                    communication.get_idempotency_key())
+            alike.setdefault(tuple(sorted(values.items())), []).append(
+                communication)
+        arguments = []
+        for values, records in alike.items():
+            arguments += [records, dict(values)]
+        if arguments:
+            cls.write(*arguments)
 
     @classmethod
     def lock_free(cls, communications):
@@ -598,17 +670,22 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             return []
         optouts = cls._optouts(communications)
         attached = cls._with_attachments(communications)
+        groups = cls.bundles(communications)
+        cache = RenderCache()
+        cache.issue_links([g[0] for g in groups if g[0]._links_portal(cache)])
         jobs = (cls._email_job(group, from_addr, domain, optouts, attached,
-                events, today) for group in cls.bundles(communications))
+                events, today, cache) for group in groups)
         return [job for job in jobs if job]
 
     @classmethod
     def _email_job(cls, group, from_addr, domain, optouts, attached,
-            events, today):
+            events, today, cache=None):
         first = group[0]
         debtor = first.item.debtor
-        subject, body = first.render([c.item for c in group]
-            if len(group) > 1 else None)
+        subject = body = None
+        if debtor.email:
+            subject, body = first.render([c.item for c in group]
+                if len(group) > 1 else None, cache)
         error = None
         if not debtor.email:
             error = "The debtor has no email address"
@@ -622,7 +699,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             return None
         try:
             msg = first._email_message(
-                subject, body, from_addr, domain, attached, group)
+                subject, body, from_addr, domain, attached, group, cache)
         except ValueError as exception:
             # A stored value that breaks a header fails this one alone.
             for communication in group:
@@ -640,12 +717,14 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
                 to=debtor.email, language=debtor.language, message=msg))
 
     def _email_message(self, subject, body, from_addr, domain, attached,
-            group=None):
+            group=None, cache=None):
         """Raises ValueError when a value cannot be put in a header. The
         Message-ID is the first row's key: resent after a crash, the bundle
         has the same."""
+        cache = cache or RenderCache()
         msg = EmailMessage()
-        msg['From'] = formataddr((self.company.rec_name, from_addr))
+        msg['From'] = formataddr((cache.company_name(self.company),
+                from_addr))
         msg['To'] = self.item.debtor.email
         msg['Subject'] = subject
         # Derived from the idempotency key: a bounce names it.
@@ -806,44 +885,73 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def record(cls, job, receipt=None, error=None):
         """Record what the provider answered, in a fresh transaction: a
         status report may have come back first, and is kept."""
+        return cls.record_all([(job, receipt, error)])
+
+    @classmethod
+    def record_all(cls, answers):
+        """`record` for a sender's batch, [(job, receipt, error)], in one
+        transaction: what a provider took in one statement per message
+        (`_record_receipt`), the others saved together. Returns how many
+        were handed over."""
         pool = Pool()
-        Event = pool.get('payt.event')
         today = pool.get('ir.date').today()
-        communications = cls.browse(job.ids)
-        events = []
+        communications = cls.browse(
+            [i for job, _, _ in answers for i in job.ids])
+        by_id = {c.id: c for c in communications}
+        events, refused = [], []
+        for job, receipt, error in answers:
+            for communication in (by_id[i] for i in job.ids):
+                if receipt:
+                    events.append(communication._event('sent',
+                            "%s (%s, %s)" % (job.what, job.provider,
+                                receipt.state), today))
+                elif communication._record_refusal(error, events, today):
+                    refused.append(communication)
+        cls.save(refused)
+        pool.get('payt.event').save(events)
+        received = [(job, receipt) for job, receipt, _ in answers if receipt]
         now = datetime.datetime.now()
-        for communication in communications:
-            if receipt:
-                # The state moves below, in one statement that only ever
-                # moves it forward.
-                communication.provider = job.provider
-                communication.provider_id = (communication.provider_id
-                    or receipt.provider_id)
-                communication.sent_at = communication.sent_at or now
-                events.append(communication._event('sent', "%s (%s, %s)" % (
-                            job.what, job.provider, receipt.state), today))
-            elif communication.state != 'pending':
-                continue
-            elif error.retry:
-                if not error.ambiguous:
-                    # Refused, so not sent: a later sender may try at once.
-                    communication.attempt_at = None
-                communication.error = str(error)[:1000]
-            else:
-                communication._fail(str(error), events, today)
-        cls.save(communications)
-        Event.save(events)
-        if receipt:
-            table = cls.__table__()
-            cursor = Transaction().connection.cursor()
-            earlier = [s for s, r in RANK.items()
-                if r < RANK.get(receipt.state, 1)]
-            cursor.execute(*table.update(
-                    [table.state, table.status_at, table.error],
-                    [receipt.state, now, Null],
-                    where=table.id.in_(job.ids) & table.state.in_(earlier)))
+        for job, receipt in received:
+            cls._record_receipt(job, receipt, now)
+        if received:
             invalidate_caches()
-        return len(communications) if receipt else 0
+        return sum(len(job.ids) for job, _ in received)
+
+    def _record_refusal(self, error, events, today):
+        "Whether the provider's refusal changed this one (to be saved)."
+        if self.state != 'pending':
+            return False
+        if error.retry:
+            if not error.ambiguous:
+                # Refused, so not sent: a later sender may try at once.
+                self.attempt_at = None
+            self.error = str(error)[:1000]
+        else:
+            self._fail(str(error), events, today)
+        return True
+
+    @classmethod
+    def _record_receipt(cls, job, receipt, now):
+        """The provider and its reference on the job's rows (kept where a
+        status report set them first), and the state the receipt reports
+        where that moves it forward: one statement."""
+        table = cls.__table__()
+        earlier = [s for s, r in RANK.items()
+            if r < RANK.get(receipt.state, 1)]
+        moves = table.state.in_(earlier)
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*table.update(
+                [table.provider, table.provider_id, table.sent_at,
+                    table.state, table.status_at, table.error,
+                    table.write_uid, table.write_date],
+                [job.provider,
+                    Coalesce(table.provider_id, receipt.provider_id),
+                    Coalesce(table.sent_at, now),
+                    Case((moves, receipt.state), else_=table.state),
+                    Case((moves, now), else_=table.status_at),
+                    Case((moves, Null), else_=table.error),
+                    Transaction().user, CurrentTimestamp()],
+                where=table.id.in_(job.ids)))
 
     @classmethod
     def _deliver_jobs(cls, jobs):

@@ -152,16 +152,28 @@ class PortalLink(CompanyConsistentMixin, ModelSQL, ModelView):
     @classmethod
     def issue(cls, debtor, days=None):
         "A new link for the debtor; returns (link, token)."
+        (link, token), = cls.issue_many([debtor], days)
+        return link, token
+
+    @classmethod
+    def issue_many(cls, debtors, days=None):
+        """A new link for each debtor, created in one go (the sender makes
+        one per email); returns [(link, token)] in the debtors' order."""
+        tokens = [secrets.token_urlsafe(32) for _ in debtors]
+        links = cls.create([cls._link_values(debtor, token, days)
+                for debtor, token in zip(debtors, tokens)])
+        return list(zip(links, tokens))
+
+    @staticmethod
+    def _link_values(debtor, token, days=None):
         administration = debtor.administration
         days = days or administration.portal_link_days or 60
-        token = secrets.token_urlsafe(32)
-        link, = cls.create([{'company': debtor.company.id,
-                    'administration': administration.id,
-                    'debtor': debtor.id, 'token_hash': hash_token(token),
-                    'secret': secrets.token_urlsafe(32),
-                    'expires_at': datetime.datetime.now()
-                    + datetime.timedelta(days=days)}])
-        return link, token
+        return {'company': debtor.company.id,
+            'administration': administration.id,
+            'debtor': debtor.id, 'token_hash': hash_token(token),
+            'secret': secrets.token_urlsafe(32),
+            'expires_at': datetime.datetime.now()
+            + datetime.timedelta(days=days)}
 
     @classmethod
     def url(cls, token, database=None):
@@ -172,10 +184,16 @@ class PortalLink(CompanyConsistentMixin, ModelSQL, ModelView):
     @classmethod
     def url_for(cls, debtor):
         "A personal portal URL for a reminder (a new link each time)."
+        url, = cls.urls_for([debtor])
+        return url
+
+    @classmethod
+    def urls_for(cls, debtors):
+        """url_for of each debtor, in order, the links created at once (a
+        sender's batch of emails)."""
         if Transaction().readonly:
-            return base_url() + '/'
-        _, token = cls.issue(debtor)
-        return cls.url(token)
+            return [base_url() + '/' for _ in debtors]
+        return [cls.url(token) for _, token in cls.issue_many(debtors)]
 
     @classmethod
     def find(cls, token):

@@ -559,11 +559,13 @@ class Communication(metaclass=PoolMeta):
     __name__ = 'payt.communication'
 
     @classmethod
-    def record(cls, job, receipt=None, error=None):
+    def record_all(cls, answers):
         "bundled_reminder_sent when an email of several invoices went out."
-        count = super().record(job, receipt=receipt, error=error)
-        if receipt and job.provider == 'smtp' and len(job.ids) > 1:
-            cls._emit_email('bundled_reminder_sent', [job.ids],
+        count = super().record_all(answers)
+        bundles = [job.ids for job, receipt, _ in answers
+            if receipt and job.provider == 'smtp' and len(job.ids) > 1]
+        if bundles:
+            cls._emit_email('bundled_reminder_sent', bundles,
                 lambda rows: {'recipient': rows[0]['recipient'],
                     'sent_at': _entities().timestamp(rows[0]['sent_at'])})
         return count

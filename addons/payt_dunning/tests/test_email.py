@@ -121,8 +121,9 @@ class EmailTestCase(unittest.TestCase):
 
     @with_transaction()
     def test_portal_link_in_the_mail_not_in_the_stored_body(self):
-        """The debtor's email carries a working portal link; the copy kept
-        on the communication (readable by the back office) does not"""
+        """Each debtor's email carries a working portal link to that
+        debtor's own portal (a batch's links are made together); the copy
+        kept on the communication (readable by the back office) does not"""
         pool = Pool()
         Administration = pool.get('payt.administration')
         Communication = pool.get('payt.communication')
@@ -136,19 +137,26 @@ class EmailTestCase(unittest.TestCase):
             template.body += "\n${portal_url}\n"
         Template.save(templates)
         Administration.import_batch(administration.id, {
-                'debtors': [debtor('NL')],
-                'items': [item('A', 'NL', TODAY - days(7))]})
+                'debtors': [debtor('NL'), debtor('EN', language='en'),
+                    debtor('BE')],
+                'items': [item('A', 'NL', TODAY - days(7)),
+                    item('B', 'EN', TODAY - days(7)),
+                    item('C', 'BE', TODAY - days(7))]})
         pool.get('payt.run').execute(administration, TODAY)
         self.inbox.messages.clear()
-        self.assertEqual(Communication.send_pending(administration), 1)
+        self.assertEqual(Communication.send_pending(administration), 3)
         transaction.commit()
         try:
-            (_, mail), = self.inbox.messages
-            token = re.search(r'/payt/portal/([A-Za-z0-9_-]{43})',
-                mail.get_content()).group(1)
-            self.assertTrue(Link.find(token), "the mailed link works")
-            communication, = Communication.search([
-                    ('item.administration', '=', administration.id)])
+            for (recipient,), mail in self.inbox.messages:
+                token = re.search(r'/payt/portal/([A-Za-z0-9_-]{43})',
+                    mail.get_content()).group(1)
+                link = Link.find(token)
+                self.assertTrue(link, "the mailed link works")
+                self.assertEqual(link.debtor.email, recipient,
+                    "the link opens the portal of the debtor mailed")
+            communication = Communication.search([
+                    ('item.administration', '=', administration.id),
+                    ('recipient', '=', recipient)])[0]
             self.assertNotIn(token, communication.body)
             self.assertIn('/payt/portal/[personal-link]', communication.body)
             self.assertIsNone(re.search(r'[A-Za-z0-9_-]{43}',
