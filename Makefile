@@ -23,7 +23,10 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 demo: venv sao
 	scripts/demo.sh
 
-test: venv sao chromium test-sqlite test-postgresql test-hub
+# The hub's suite runs beside SQLite's (each mostly waits), then PostgreSQL's.
+test: venv sao chromium
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-hub
+	$(MAKE) --no-print-directory test-postgresql
 
 # The browser tests drive Debian's Chromium (headless), not a downloaded one:
 # installed when missing and we may, else the one command that does it.
