@@ -10,11 +10,24 @@ import os
 import time
 
 WORKER = os.environ.get('PYTEST_XDIST_WORKER')
+OWN_DATABASE = bool(WORKER) and (
+    os.environ.get('DB_NAME', ':memory:') != ':memory:'
+    or 'postgresql' in os.environ.get('TRYTOND_DATABASE__URI', ''))
 
 if WORKER:
-    if os.environ.get('DB_NAME', ':memory:') != ':memory:' or (
-            'postgresql' in os.environ.get('TRYTOND_DATABASE__URI', '')):
+    if OWN_DATABASE:
         os.environ['DB_NAME'] = 'test_%s_%s' % (int(time.time()), WORKER)
     if os.environ.get('DB_CACHE'):
         os.environ['DB_CACHE'] = os.path.join(os.environ['DB_CACHE'], WORKER)
         os.makedirs(os.environ['DB_CACHE'], exist_ok=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    "A worker's own database goes with it: its name is new every run."
+    if not OWN_DATABASE:
+        return
+    from trytond.tests.test_tryton import DB_NAME, drop_db
+    try:
+        drop_db(DB_NAME)
+    except Exception as error:   # left behind, said; the tests' result stands
+        print("Test database %s not dropped: %s" % (DB_NAME, error))
