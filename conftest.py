@@ -21,6 +21,26 @@ if WORKER:
         os.environ['DB_CACHE'] = os.path.join(os.environ['DB_CACHE'], WORKER)
         os.makedirs(os.environ['DB_CACHE'], exist_ok=True)
 
+# The longest files first (after the scenarios, which must come first in
+# their process): a worker that starts one last keeps the others waiting.
+LONGEST_FIRST = ['scenario_', 'test_module.py', 'test_journeys_browser.py',
+    'test_api.py', 'test_server.py', 'test_sender_crash.py',
+    'test_browser.py', 'test_webhooks.py']
+
+
+def _rank(item):
+    name = item.path.name
+    for rank, prefix in enumerate(LONGEST_FIRST):
+        if name.startswith(prefix):
+            return rank
+    return len(LONGEST_FIRST)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    "Stable: the files keep their order within a rank (xdist needs that)."
+    if WORKER:
+        items.sort(key=_rank)
+
 
 def pytest_sessionfinish(session, exitstatus):
     "A worker's own database goes with it: its name is new every run."
