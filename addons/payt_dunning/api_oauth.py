@@ -26,6 +26,7 @@ from oauthlib.oauth2 import (
     OAuth2Error, RequestValidator, WebApplicationServer)
 from werkzeug.wrappers import Response
 
+from trytond.i18n import gettext
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.protocols.wrappers import with_pool, with_transaction
@@ -40,27 +41,15 @@ from .portal import hash_token, html_page, secure_headers
 ACCESS_SECONDS = 2 * 3600
 REFRESH_DAYS = 90
 CODE_MINUTES = 10
+TEXT_KEYS = ['title', 'heading', 'login', 'password', 'log_in', 'wrong',
+    'expired', 'asks', 'administrations', 'scopes', 'grant', 'deny']
 
 
-TEXTS = {
-    'title': {'nl': "Toegang verlenen", 'en': "Grant access"},
-    'heading': {'nl': "Toegang tot de API verlenen",
-        'en': "Grant access to the API"},
-    'login': {'nl': "Gebruikersnaam", 'en': "Login"},
-    'password': {'nl': "Wachtwoord", 'en': "Password"},
-    'log_in': {'nl': "Inloggen", 'en': "Log in"},
-    'wrong': {'nl': "Onjuiste gebruikersnaam of wachtwoord.",
-        'en': "Wrong login or password."},
-    'expired': {'nl': "De pagina is verlopen: log opnieuw in.",
-        'en': "The page expired: log in again."},
-    'asks': {'nl': "%s vraagt toegang tot", 'en': "%s asks for access to"},
-    'administrations': {'nl': "Administraties", 'en': "Administrations"},
-    'scopes': {'nl': "Rechten", 'en': "Permissions"},
-    'grant': {'nl': "Toegang verlenen", 'en': "Grant"},
-    'deny': {'nl': "Weigeren", 'en': "Deny"},
-    }
-
-
+def texts(language):
+    """The pages' texts in the language: messages msg_oauth_<key>, Dutch
+    from locale/nl.po."""
+    return {key: gettext('payt_dunning.msg_oauth_' + key, language)
+        for key in TEXT_KEYS}
 def now():
     return datetime.datetime.now()
 
@@ -293,7 +282,7 @@ def server(pool):
 # ------------------------------------------------------------- the pages
 
 def page(language, body, status=200):
-    response = Response(str(html_page(TEXTS['title'][language], body,
+    response = Response(str(html_page(texts(language)['title'], body,
                 language)), status=status,
         content_type='text/html; charset=utf-8')
     secure_headers(response)
@@ -305,7 +294,7 @@ def redirect(headers, status):
 
 
 def login_form(language, query, error=None):
-    text = {k: v[language] for k, v in TEXTS.items()}
+    text = texts(language)
     return page(language, Markup(
             '<main><h1>{heading}</h1>{error}'
             '<form method="post"><input type="hidden" name="query" '
@@ -323,7 +312,7 @@ def login_form(language, query, error=None):
 
 def consent_form(language, query, ticket, application, administrations,
         scopes):
-    text = {k: v[language] for k, v in TEXTS.items()}
+    text = texts(language)
 
     def boxes(name, choices):
         return Markup('').join(Markup(

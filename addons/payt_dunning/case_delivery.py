@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 from trytond import config
+from trytond.i18n import gettext
 from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
@@ -25,12 +26,6 @@ DELIVERY = [
     ('sent', "Handed over"),
     ('failed', "Failed"),
     ]
-EMAIL_TEXT = {
-    'nl': "Geachte {name},\n\nBijgaand ontvangt u onze brief over uw "
-    "openstaande facturen (PDF).\n\nMet vriendelijke groet,\n{company}\n",
-    'en': "Dear {name},\n\nPlease find attached our letter about your "
-    "outstanding invoices (PDF).\n\nKind regards,\n{company}\n",
-    }
 
 
 def _case_date():
@@ -105,7 +100,6 @@ class CaseLetter(metaclass=PoolMeta):
         debtor = self.case.debtor
         from_addr = config.get('email', 'from')
         company = self.case.company.rec_name
-        language = self.language if self.language in EMAIL_TEXT else 'en'
         try:
             msg = EmailMessage()
             msg['From'] = formataddr((company, from_addr))
@@ -116,8 +110,8 @@ class CaseLetter(metaclass=PoolMeta):
         except ValueError as error:
             # A stored value that breaks a header fails this letter alone.
             return self._failed("Cannot address the email: %s" % error)
-        msg.set_content(EMAIL_TEXT[language].format(
-                name=debtor.name, company=company))
+        msg.set_content(gettext('payt_dunning.msg_case_letter_email',
+                self.language).format(name=debtor.name, company=company))
         msg.add_attachment(bytes(self.pdf), maintype='application',
             subtype='pdf', filename=self.pdf_name)
         self._hand_to('smtp', Outgoing(key=self.delivery_key,

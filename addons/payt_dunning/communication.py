@@ -17,6 +17,7 @@ from sql.conditionals import Case, Coalesce
 from sql.functions import CurrentTimestamp
 
 from trytond import config
+from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval
@@ -53,54 +54,14 @@ PORTAL_LINK = '[portal-link]'
 # A status report only moves a communication forward.
 RANK = {'pending': 0, 'queued': 1, 'sent': 2, 'delivered': 3,
     'failed': 3, 'returned': 4}
-TEXTS = {
-    'sms': {
-        'nl': "{company}: factuur {invoice_number} staat nog open voor "
-        "{open_amount} (vervaldatum {due_date}). Graag betalen op {iban} "
-        "o.v.v. {payment_reference}, of via {payment_link} "
-        "Geen sms meer? Antwoord STOP.",
-        'en': "{company}: invoice {invoice_number} is still open for "
-        "{open_amount} (due {due_date}). Please pay to {iban} quoting "
-        "{payment_reference}, or via {payment_link} "
-        "No more texts? Reply STOP.",
-        },
-    'call': {
-        'nl': "Goedendag {debtor_name}. Dit is een automatisch bericht van "
-        "{company}. Factuur {invoice_number} staat nog open voor "
-        "{open_amount}. De vervaldatum was {due_date}. Wilt u het bedrag "
-        "zo snel mogelijk betalen? Dank u wel.",
-        'en': "Hello {debtor_name}. This is an automated message from "
-        "{company}. Invoice {invoice_number} is still open for "
-        "{open_amount}. It was due on {due_date}. Please pay as soon as "
-        "possible. Thank you.",
-        },
-    }
-LETTER_TEXTS = {
-    'nl': ["Volgens onze administratie staan de onderstaande facturen nog "
-        "open.",
-        "Wij verzoeken u het openstaande bedrag van {total} binnen veertien "
-        "dagen over te maken. Heeft u inmiddels betaald, dan kunt u deze "
-        "brief als niet verzonden beschouwen."],
-    'en': ["According to our records the invoices below are still open.",
-        "Please pay the open amount of {total} within fourteen days. If you "
-        "have paid in the meantime, please disregard this letter."],
-    }
-COSTS_TEXT = {
-    'nl': "Betaalt u niet binnen veertien dagen na ontvangst van deze "
-    "brief, dan bent u buitengerechtelijke incassokosten verschuldigd van "
-    "{costs}.",
-    'en': "If you do not pay within fourteen days of receiving this letter, "
-    "you owe extrajudicial collection costs of {costs}.",
-    }
 
-BUNDLE_TEXTS = {
-    'nl': {'intro': "Het gaat om deze facturen:", 'number': "Factuur",
-        'due': "Vervaldatum", 'open': "Openstaand", 'total': "Totaal",
-        'subject': "{step}: {count} facturen, samen {total}"},
-    'en': {'intro': "These are the invoices:", 'number': "Invoice",
-        'due': "Due date", 'open': "Open", 'total': "Total",
-        'subject': "{step}: {count} invoices, {total} in all"},
-    }
+
+def bundle_texts(language):
+    """The words of a bundled message (messages msg_bundle_*): Dutch from
+    locale/nl.po, English for a language without translation."""
+    return {key: gettext('payt_dunning.msg_bundle_' + key, language)
+        for key in ('intro', 'number', 'due', 'open', 'total', 'subject')}
+
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +69,7 @@ logger = logging.getLogger(__name__)
 def bundle_table(items, language):
     """The items of a bundled message as a plain-text table: number, due
     date and open amount of each, then the total."""
-    texts = BUNDLE_TEXTS.get(language, BUNDLE_TEXTS['en'])
+    texts = bundle_texts(language)
     currency = items[0].currency
     items = sorted(items, key=lambda i: (i.due_date, i.id))
     total = sum((i.open_amount for i in items), Decimal(0))
@@ -436,7 +397,7 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
         """A bundle's subject counts its invoices (the step's template
         speaks of one): the step's name in the debtor's language."""
         language = self.item.debtor.language
-        texts = BUNDLE_TEXTS.get(language, BUNDLE_TEXTS['en'])
+        texts = bundle_texts(language)
         step = cache.step_name(self.step, language)
         return texts['subject'].format(step=step, count=count,
             total=values['open_amount'])
@@ -779,8 +740,8 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
     def _phone_text(self):
         values = self.template_values()
         language = self.item.debtor.language
-        return TEXTS[self.channel].get(language, TEXTS[self.channel]['en']
-            ).format(**values)
+        return gettext('payt_dunning.msg_phone_' + self.channel,
+            language).format(**values)
 
     # Providers are called outside any transaction by the sender: a job is
     # plain data, prepared in one transaction and recorded in another.
@@ -977,12 +938,13 @@ class Communication(CompanyConsistentMixin, ModelSQL, ModelView):
             key=lambda i: (i.due_date, i.id))
         total = sum((i.open_amount for i in items), Decimal(0))
         money = lambda a: letter_module.format_money(a, currency, language)
-        paragraphs = [t.format(total=money(total))
-            for t in LETTER_TEXTS[language]]
+        paragraphs = [gettext('payt_dunning.' + message, language).format(
+                total=money(total))
+            for message in ['msg_letter_open_items', 'msg_letter_pay_request']]
         if first.step.action == 'final_notice' and total > 0:
             costs = law.collection_costs(total, debtor.kind)
-            paragraphs.append(COSTS_TEXT[language].format(
-                    costs=money(costs.total)))
+            paragraphs.append(gettext('payt_dunning.msg_letter_costs',
+                    language).format(costs=money(costs.total)))
         company = item.company
         address = company.party.addresses[0] if getattr(
             company.party, 'addresses', None) else None

@@ -21,17 +21,12 @@ from .timeline import event_params
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 5000
-TEXTS = {
-    'subject': {
-        'nl': "Nieuw bericht van %(company)s",
-        'en': "New message from %(company)s"},
-    'body': {
-        'nl': "Beste %(debtor)s,\n\n%(company)s stuurde u een bericht"
-        "%(about)s:\n\n%(text)s\n\nU kunt antwoorden via:\n%(portal_url)s\n",
-        'en': "Dear %(debtor)s,\n\n%(company)s sent you a message"
-        "%(about)s:\n\n%(text)s\n\nYou can reply at:\n%(portal_url)s\n"},
-    'about': {'nl': " over factuur %s", 'en': " about invoice %s"},
-    }
+
+
+def mail_text(key, language):
+    """The email's text `key` (message msg_message_<key>): Dutch from
+    locale/nl.po, English for a language without translation."""
+    return gettext('payt_dunning.msg_message_' + key, language)
 
 
 class Message(CompanyConsistentMixin, ModelSQL, ModelView):
@@ -206,7 +201,7 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
         language = debtor.language or 'nl'
         about = ''
         if self.item:
-            about = TEXTS['about'][language] % (
+            about = mail_text('about', language) % (
                 self.item.number or self.item.external_id)
         values = {'debtor': debtor.name, 'company': self.company.rec_name,
             'about': about, 'text': self.body,
@@ -214,8 +209,8 @@ class Message(CompanyConsistentMixin, ModelSQL, ModelView):
         item = self.item or (self.case.items[0] if self.case and (
                 self.case.items) else None)
         communication = Communication.notify('message', debtor, item,
-            TEXTS['subject'][language] % values,
-            TEXTS['body'][language] % values)
+            mail_text('subject', language) % values,
+            mail_text('body', language) % values)
         for sent in Communication.notify_now([communication]):
             if sent.state == 'sent':
                 self.emailed = True

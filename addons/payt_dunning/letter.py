@@ -177,88 +177,28 @@ def small_style():
 
 # ----------------------------------------------------------- case letters
 
-TEXTS = {
-    ('reminder', 'consumer', 'nl'): (
-        "Aanmaning: laatste gelegenheid om kosteloos te betalen",
-        ["Ondanks eerdere herinneringen staan de onderstaande facturen nog "
-            "open.",
-            "Wij verzoeken u het totaalbedrag van {total} te betalen "
-            "{wording}.",
-            "Betaalt u niet binnen die termijn, dan bent u "
-            "buitengerechtelijke incassokosten verschuldigd van {costs}"
-            "{maximum} (Besluit vergoeding voor buitengerechtelijke "
-            "incassokosten, over de opgetelde hoofdsom), vermeerderd met "
-            "de wettelijke rente (art. 6:119 BW).{vat}"]),
-    ('reminder', 'consumer', 'en'): (
-        "Reminder: last opportunity to pay without costs",
-        ["Despite earlier reminders the invoices below are still open.",
-            "We ask you to pay the total of {total} {wording}.",
-            "If you do not pay within that term, you owe extrajudicial "
-            "collection costs of {costs}{maximum} (Dutch Decree on "
-            "extrajudicial collection costs, over the principals added "
-            "up), plus statutory interest (art. 6:119 Dutch Civil "
-            "Code).{vat}"]),
-    ('reminder', 'business', 'nl'): (
-        "Aanmaning",
-        ["De onderstaande facturen zijn ondanks herinneringen niet "
-            "betaald. U bent in verzuim.",
-            "Wij verzoeken u het totaalbedrag van {total} binnen veertien "
-            "dagen te betalen. Het bedrag omvat de buitengerechtelijke "
-            "incassokosten (art. 6:96 BW) en de wettelijke handelsrente "
-            "(art. 6:119a BW) tot vandaag."]),
-    ('reminder', 'business', 'en'): (
-        "Reminder",
-        ["The invoices below are unpaid despite reminders; you are in "
-            "default.",
-            "Please pay the total of {total} within fourteen days. It "
-            "includes the extrajudicial collection costs (art. 6:96 Dutch "
-            "Civil Code) and statutory commercial interest (art. 6:119a) "
-            "up to today."]),
-    ('second_reminder', None, 'nl'): (
-        "Tweede aanmaning",
-        ["Wij hebben uw betaling van de onderstaande facturen niet "
-            "ontvangen.",
-            "Wij verzoeken u het totaalbedrag van {total} binnen zeven "
-            "dagen te betalen. De wettelijke rente loopt door tot de dag "
-            "van betaling."]),
-    ('second_reminder', None, 'en'): (
-        "Second reminder",
-        ["We have not received your payment of the invoices below.",
-            "Please pay the total of {total} within seven days. Statutory "
-            "interest runs until the day of payment."]),
-    ('notice_of_default', None, 'nl'): (
-        "Sommatie en ingebrekestelling",
-        ["U heeft de onderstaande facturen ondanks aanmaningen niet "
-            "betaald.",
-            "Wij sommeren u het totaalbedrag van {total} binnen zeven "
-            "dagen te betalen. Doet u dat niet, dan dragen wij de vordering "
-            "zonder nadere aankondiging over aan een gerechtsdeurwaarder; "
-            "de kosten van een gerechtelijke procedure komen dan voor uw "
-            "rekening."]),
-    ('notice_of_default', None, 'en'): (
-        "Final demand and notice of default",
-        ["You have not paid the invoices below despite reminders.",
-            "We demand payment of the total of {total} within seven days. "
-            "Otherwise we hand the claim over to a bailiff without further "
-            "notice; the costs of court proceedings will then be yours."]),
-    }
-VAT_TEXT = {
-    'nl': " Wij schakelen een derde in die btw in rekening brengt en "
-    "kunnen die btw niet verrekenen; daarom zijn de incassokosten "
-    "verhoogd met {rate}% btw.",
-    'en': " We use a third party that charges VAT which we cannot deduct; "
-    "the collection costs are therefore increased by {rate}% VAT.",
-    }
-MAXIMUM_TEXT = {
-    'nl': " (wettelijk maximum: {maximum})",
-    'en': " (statutory maximum: {maximum})",
-    }
+# The paragraphs of each case letter (step, debtor kind): messages
+# msg_case_letter_<step>[_<kind>]_subject and _1, _2 ..., Dutch in
+# locale/nl.po.
+PARAGRAPHS = {('reminder', 'consumer'): 3, ('reminder', 'business'): 2,
+    ('second_reminder', None): 2, ('notice_of_default', None): 2}
+
+
+def case_letter_texts(step, kind, language):
+    "(subject, paragraphs) of a case letter in the language."
+    from trytond.i18n import gettext
+    prefix = 'payt_dunning.msg_case_letter_' + '_'.join(
+        filter(None, [step, kind]))
+    return (gettext(prefix + '_subject', language),
+        [gettext('%s_%s' % (prefix, n), language)
+            for n in range(1, PARAGRAPHS[(step, kind)] + 1)])
 
 
 def case_letter_content(letter):
     "The content of a payt.case.letter, from what the letter stored."
     import json
 
+    from trytond.i18n import gettext
     from trytond.pool import Pool
 
     from .communication import date_format
@@ -269,18 +209,19 @@ def case_letter_content(letter):
     currency = case.currency.code
     money = lambda a: format_money(a, currency, language)
     kind = case.debtor_kind if letter.step == 'reminder' else None
-    subject, texts = TEXTS[(letter.step, kind, language)]
+    subject, texts = case_letter_texts(letter.step, kind, language)
     inputs = json.loads(letter.inputs or '{}')
     vat_rate = (inputs.get('costs') or {}).get('vat_rate')
     values = {
         'total': money(letter.total_stated),
         'wording': letter.wording,
         'costs': money(letter.costs_stated or 0),
-        'maximum': (MAXIMUM_TEXT[language].format(
-                maximum=money(letter.costs_maximum))
+        'maximum': (gettext('payt_dunning.msg_case_letter_maximum',
+                language).format(maximum=money(letter.costs_maximum))
             if letter.costs_maximum and (letter.costs_stated or 0)
             < letter.costs_maximum else ''),
-        'vat': VAT_TEXT[language].format(rate=vat_rate) if vat_rate else '',
+        'vat': gettext('payt_dunning.msg_case_letter_vat', language).format(
+            rate=vat_rate) if vat_rate else '',
         }
     balances = inputs.get('balances', {})
     remaining = balances.get('remaining', {})

@@ -11,22 +11,12 @@ from decimal import Decimal
 import segno.helpers
 from stdnum import iban as stdnum_iban
 
+from trytond.i18n import gettext
+
 # EPC069-12: the unstructured remittance information holds 140 characters,
 # the beneficiary's name 70.
 MAX_REFERENCE, MAX_NAME = 140, 70
 
-TEXTS = {
-    'nl': "Graag het bedrag van {amount} overmaken naar {iban} ten name van "
-    "{beneficiary}, onder vermelding van {reference}. Online betalen kan "
-    "via {link}",
-    'en': "Please transfer {amount} to {iban} in the name of {beneficiary}, "
-    "quoting {reference}. To pay online: {link}",
-    }
-# An administration without an IBAN yet: the link still lets them pay.
-TEXTS_WITHOUT_IBAN = {
-    'nl': "Het bedrag van {amount} kunt u online betalen via {link}",
-    'en': "You can pay {amount} online: {link}",
-    }
 LABELS = {
     'nl': {'iban': "IBAN", 'beneficiary': "Ten name van",
         'reference': "Betalingskenmerk", 'amount': "Te betalen",
@@ -72,8 +62,11 @@ class PaymentData:
 
     def sentence(self, language, money):
         "The payment instruction in the debtor's language."
-        texts = TEXTS if self.iban else TEXTS_WITHOUT_IBAN
-        return texts.get(language, texts['en']).format(amount=money(
+        # An administration without an IBAN yet: the link still lets
+        # them pay.
+        message = ('payt_dunning.msg_payment_instruction' if self.iban
+            else 'payt_dunning.msg_payment_instruction_without_iban')
+        return gettext(message, language).format(amount=money(
                 self.amount), iban=self.iban_display,
             beneficiary=self.beneficiary, reference=self.reference,
             link=self.link)

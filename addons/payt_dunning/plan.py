@@ -33,34 +33,11 @@ STATES = [
     ]
 _draft = {'readonly': Eval('state') != 'draft'}
 
-TEXTS = {
-    'schedule_subject': {
-        'nl': "Uw betalingsregeling met %(company)s",
-        'en': "Your payment plan with %(company)s"},
-    'schedule_body': {
-        'nl': "Beste %(debtor)s,\n\nHierbij bevestigen wij de "
-        "betalingsregeling voor %(total)s in %(count)s termijnen:\n\n"
-        "%(terms)s\n\nU kunt uw facturen bekijken, betalen en ons een "
-        "bericht sturen via:\n%(portal_url)s\n\nMet vriendelijke groet,\n"
-        "%(company)s",
-        'en': "Dear %(debtor)s,\n\nThis confirms the payment plan for "
-        "%(total)s in %(count)s terms:\n\n%(terms)s\n\nYou can view and "
-        "pay your invoices and send us a message at:\n%(portal_url)s\n\n"
-        "Kind regards,\n%(company)s"},
-    'reminder_subject': {
-        'nl': "Herinnering: termijn %(number)s van uw betalingsregeling",
-        'en': "Reminder: term %(number)s of your payment plan"},
-    'reminder_body': {
-        'nl': "Beste %(debtor)s,\n\nOp %(date)s vervalt termijn %(number)s "
-        "van uw betalingsregeling: %(amount)s.\n\nBetalen kan via:\n"
-        "%(portal_url)s\n\nMet vriendelijke groet,\n%(company)s",
-        'en': "Dear %(debtor)s,\n\nTerm %(number)s of your payment plan, "
-        "%(amount)s, is due on %(date)s.\n\nYou can pay at:\n"
-        "%(portal_url)s\n\nKind regards,\n%(company)s"},
-    'term_line': {
-        'nl': "  %(number)2s. %(date)s  %(amount)s",
-        'en': "  %(number)2s. %(date)s  %(amount)s"},
-    }
+
+def mail_text(key, language):
+    """The plan's email text `key` (message msg_plan_<key>): Dutch from
+    locale/nl.po, English for a language without translation."""
+    return gettext('payt_dunning.msg_plan_' + key, language)
 
 
 def split_equal(total, count, digits=2):
@@ -416,14 +393,14 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
         the portal) or the user starting the plan expects it."""
         Communication = Pool().get('payt.communication')
         language, date, money = self._texts()
-        lines = [TEXTS['term_line'][language] % {'number': t.number,
+        lines = [mail_text('term_line', language) % {'number': t.number,
                 'date': date(t.due_date), 'amount': money(t.amount)}
             for t in sorted(self.terms, key=lambda t: t.number or 0)]
         values = dict(self._mail_values(), total=money(self.total),
             count=len(self.terms), terms='\n'.join(lines))
         communication = self._notify('plan_schedule',
-            TEXTS['schedule_subject'][language] % values,
-            TEXTS['schedule_body'][language] % values)
+            mail_text('schedule_subject', language) % values,
+            mail_text('schedule_body', language) % values)
         for sent in Communication.notify_now([communication]):
             if sent.state == 'sent':
                 self.schedule_sent = datetime.datetime.now()
@@ -487,8 +464,8 @@ class Plan(CompanyConsistentMixin, Workflow, ModelSQL, ModelView):
                     date=fdate(term.due_date), amount=money(open_amount))
                 # In the outbox: the sender delivers it after the run.
                 if self._notify('plan_reminder',
-                        TEXTS['reminder_subject'][language] % values,
-                        TEXTS['reminder_body'][language] % values):
+                        mail_text('reminder_subject', language) % values,
+                        mail_text('reminder_body', language) % values):
                     term.reminder_date = date
                     Term.save([term])
                     self._timeline('msg_event_plan_term_reminder', date,

@@ -37,6 +37,7 @@ from werkzeug.exceptions import (
 from werkzeug.utils import redirect
 
 from trytond import config
+from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.protocols.wrappers import (
@@ -284,127 +285,6 @@ class Debtor(metaclass=PoolMeta):
 
 # -------------------------------------------------------------- the page
 
-TEXTS = {
-    'title': {'nl': "Uw openstaande facturen", 'en': "Your open invoices"},
-    'hello': {'nl': "Welkom, %s", 'en': "Welcome, %s"},
-    'from': {'nl': "Facturen van %s", 'en': "Invoices from %s"},
-    'invoice': {'nl': "Factuur", 'en': "Invoice"},
-    'date': {'nl': "Factuurdatum", 'en': "Invoice date"},
-    'due': {'nl': "Vervaldatum", 'en': "Due date"},
-    'amount': {'nl': "Bedrag", 'en': "Amount"},
-    'open': {'nl': "Openstaand", 'en': "Open"},
-    'pdf': {'nl': "PDF", 'en': "PDF"},
-    'none_open': {'nl': "Er staan geen facturen open.",
-        'en': "You have no open invoices."},
-    'pay': {'nl': "Betalen", 'en': "Pay"},
-    'pay_title': {'nl': "Online betalen", 'en': "Pay online"},
-    'pay_amount': {'nl': "Bedrag (leeg: alles wat u aanvinkt)",
-        'en': "Amount (empty: everything you tick)"},
-    'mandate': {'nl': "Machtig %s voortaan automatisch te incasseren "
-        "(SEPA)", 'en': "Authorise %s to collect future payments by "
-        "direct debit (SEPA)"},
-    'mandate_shown': {'nl': "Machtiging automatische incasso: %s",
-        'en': "Direct-debit mandate: %s"},
-    'messages': {'nl': "Berichten", 'en': "Messages"},
-    'you': {'nl': "U", 'en': "You"},
-    'no_messages': {'nl': "Nog geen berichten.", 'en': "No messages yet."},
-    'write': {'nl': "Stuur een bericht", 'en': "Send a message"},
-    'about': {'nl': "Over", 'en': "About"},
-    'general': {'nl': "Algemeen", 'en': "General"},
-    'send': {'nl': "Versturen", 'en': "Send"},
-    'plan_title': {'nl': "Betalingsregeling aanvragen",
-        'en': "Request a payment plan"},
-    'plan_terms': {'nl': "Aantal maandelijkse termijnen",
-        'en': "Number of monthly terms"},
-    'plan_note': {'nl': "Toelichting", 'en': "Explanation"},
-    'plan_send': {'nl': "Regeling aanvragen", 'en': "Request plan"},
-    'plans': {'nl': "Uw betalingsregelingen", 'en': "Your payment plans"},
-    'term': {'nl': "Termijn", 'en': "Term"},
-    'email_title': {'nl': "E-mailadres wijzigen",
-        'en': "Change email address"},
-    'email_now': {'nl': "Huidig adres: %s", 'en': "Current address: %s"},
-    'email_send': {'nl': "Wijziging doorgeven", 'en': "Request change"},
-    'postcode_title': {'nl': "Controle", 'en': "Verification"},
-    'postcode_ask': {'nl': "Vul ter controle uw postcode in.",
-        'en': "Please enter your postcode to continue."},
-    'postcode': {'nl': "Postcode", 'en': "Postcode"},
-    'continue': {'nl': "Verder", 'en': "Continue"},
-    'postcode_wrong': {'nl': "Deze postcode klopt niet.",
-        'en': "This postcode is not correct."},
-    'gone': {'nl': "Deze link is ongeldig of verlopen. Neem contact op "
-        "met de afzender voor een nieuwe link.",
-        'en': "This link is invalid or has expired. Please ask the sender "
-        "for a new link."},
-    'slow': {'nl': "Te veel pogingen. Probeer het later opnieuw.",
-        'en': "Too many attempts. Please try again later."},
-    'paid_online': {'nl': "online betaald, wordt verwerkt",
-        'en': "paid online, being processed"},
-    'state_plan': {'nl': "in betalingsregeling", 'en': "in payment plan"},
-    'done_message': {'nl': "Uw bericht is verstuurd.",
-        'en': "Your message was sent."},
-    'done_plan': {'nl': "Uw verzoek om een betalingsregeling is "
-        "ontvangen. U hoort van ons.",
-        'en': "Your request for a payment plan was received. We will get "
-        "back to you."},
-    'done_email': {'nl': "Uw nieuwe e-mailadres is doorgegeven.",
-        'en': "Your new email address was passed on."},
-    'done_paid': {'nl': "Dank u, uw betaling is ontvangen.",
-        'en': "Thank you, your payment was received."},
-    'done_pending': {'nl': "Uw betaling wordt nog verwerkt.",
-        'en': "Your payment is being processed."},
-    'done_failed': {'nl': "De betaling is niet gelukt.",
-        'en': "The payment did not succeed."},
-    'error_items': {'nl': "Kies ten minste een factuur.",
-        'en': "Please choose at least one invoice."},
-    'error_amount': {'nl': "Dit bedrag is niet geldig.",
-        'en': "This amount is not valid."},
-    'error_email': {'nl': "Dit e-mailadres is niet geldig.",
-        'en': "This email address is not valid."},
-    'error_message': {'nl': "Schrijf een bericht (hoogstens 5000 tekens).",
-        'en': "Please write a message (at most 5000 characters)."},
-    'error_terms': {'nl': "Kies 2 tot 24 termijnen.",
-        'en': "Please choose 2 to 24 terms."},
-    'error_pay': {'nl': "Online betalen is nu niet mogelijk.",
-        'en': "Online payment is not available right now."},
-    'language': {'nl': "English", 'en': "Nederlands"},
-    'forbidden': {'nl': "Dit formulier is verlopen of kwam niet van deze "
-        "pagina. Open uw link opnieuw en probeer het nog eens.",
-        'en': "This form has expired or did not come from this page. "
-        "Please open your link again and retry."},
-    'too_large': {'nl': "Dit verzoek is te groot.",
-        'en': "This request is too large."},
-    'bad': {'nl': "Dit verzoek kunnen we niet verwerken.",
-        'en': "We cannot process this request."},
-    'how_to_pay': {'nl': "Zo betaalt u", 'en': "How to pay"},
-    'transfer': {'nl': "Maak {amount} over naar {iban} ten name van "
-        "{holder}, onder vermelding van {reference}.",
-        'en': "Transfer {amount} to {iban} in the name of {holder}, "
-        "stating {reference}."},
-    'iban': {'nl': "IBAN", 'en': "IBAN"},
-    'reference': {'nl': "Betalingskenmerk", 'en': "Payment reference"},
-    'total_owed': {'nl': "Totaal te betalen", 'en': "Total to pay"},
-    'pay_link': {'nl': "Of betaal direct online", 'en': "Or pay online now"},
-    'principal': {'nl': "Hoofdsom", 'en': "Principal"},
-    'costs': {'nl': "Incassokosten", 'en': "Collection costs"},
-    'interest': {'nl': "Wettelijke rente", 'en': "Statutory interest"},
-    'case': {'nl': "Incassodossier %s", 'en': "Collection case %s"},
-    'case_note': {'nl': "Op facturen in een incassodossier zijn ook "
-        "incassokosten en rente verschuldigd; bij een betaling gaan die "
-        "voor (art. 6:44 BW).",
-        'en': "Invoices in a collection case also owe collection costs and "
-        "interest; a payment goes to those first (art. 6:44 Dutch Civil "
-        "Code)."},
-    'documents': {'nl': "Facturen en brieven", 'en': "Invoices and letters"},
-    'letter': {'nl': "Brief van %s", 'en': "Letter of %s"},
-    'no_documents': {'nl': "Nog geen documenten.",
-        'en': "No documents yet."},
-    'error_plan_limit': {'nl': "U heeft vandaag al een regeling "
-        "aangevraagd. Wij nemen contact met u op.",
-        'en': "You already asked for a plan today. We will get back to "
-        "you."},
-    'plan_first': {'nl': "De eerste termijn vervalt op %s.",
-        'en': "The first term falls due on %s."},
-    }
 DONE = {'message', 'plan', 'email'}
 ERRORS = {'items', 'amount', 'email', 'message', 'terms', 'pay',
     'plan_limit'}
@@ -431,7 +311,9 @@ background:#2455b5;color:#fff;padding:.6rem 1.2rem;text-decoration:none}
 
 
 def t(key, language):
-    return TEXTS[key].get(language) or TEXTS[key]['en']
+    """The page's text `key` in the language: message msg_portal_<key>,
+    Dutch from locale/nl.po, English for any language without one."""
+    return gettext('payt_dunning.msg_portal_' + key, language)
 
 
 def html_page(title, body, language):
@@ -471,6 +353,28 @@ def client_key(request):
     return request.remote_addr or 'unknown'
 
 
+# The refusal pages are written here, not as messages: most are served
+# outside any database transaction (an unknown database, a request too
+# large, a refusal raised by trytond, or raised in the endpoint and caught
+# by portal_errors once its transaction has ended), where ir.message
+# cannot be read. The title repeats msg_portal_title.
+REFUSAL_TITLE = {'nl': "Uw openstaande facturen", 'en': "Your open invoices"}
+REFUSAL_TEXTS = {
+    'bad': {'nl': "Dit verzoek kunnen we niet verwerken.",
+        'en': "We cannot process this request."},
+    'forbidden': {'nl': "Dit formulier is verlopen of kwam niet van deze "
+        "pagina. Open uw link opnieuw en probeer het nog eens.",
+        'en': "This form has expired or did not come from this page. "
+        "Please open your link again and retry."},
+    'gone': {'nl': "Deze link is ongeldig of verlopen. Neem contact op "
+        "met de afzender voor een nieuwe link.",
+        'en': "This link is invalid or has expired. Please ask the sender "
+        "for a new link."},
+    'too_large': {'nl': "Dit verzoek is te groot.",
+        'en': "This request is too large."},
+    'slow': {'nl': "Te veel pogingen. Probeer het later opnieuw.",
+        'en': "Too many attempts. Please try again later."},
+    }
 REFUSALS = {400: 'bad', 403: 'forbidden', 404: 'gone', 405: 'bad',
     413: 'too_large', 429: 'slow'}
 
@@ -478,12 +382,12 @@ REFUSALS = {400: 'bad', 403: 'forbidden', 404: 'gone', 405: 'bad',
 def refusal(status):
     """The portal's page for a refused request, in Dutch and English (the
     debtor's language is unknown without a valid link)."""
-    key = REFUSALS.get(status, 'bad')
+    text = REFUSAL_TEXTS[REFUSALS.get(status, 'bad')]
     body = Markup().join(
         Markup('<div lang="{}"><h1>{}</h1><p>{}</p></div>').format(
-            language, t('title', language), t(key, language))
+            language, REFUSAL_TITLE[language], text[language])
         for language in ('nl', 'en'))
-    response = respond(html_page(t('title', 'nl'), body, 'nl'),
+    response = respond(html_page(REFUSAL_TITLE['nl'], body, 'nl'),
         status=status)
     if status == 429:
         response.headers['Retry-After'] = str(setting(FAILURE_WINDOW))

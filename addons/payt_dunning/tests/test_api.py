@@ -530,11 +530,17 @@ class ResourceTests:
             'scope': 'invoices:read payment_plans:read', 'state': 'st4te'}
         form = browser.get('/oauth/authorize', params=query)
         self.assertEqual(form.status_code, 200, form.text)
+        # Dutch unless the browser prefers English (locale/nl.po).
+        self.assertIn('<h1>Toegang tot de API verlenen</h1>', form.text)
+        english = browser.get('/oauth/authorize', params=query,
+            headers={'Accept-Language': 'en-GB,en;q=0.9'})
+        self.assertIn('<h1>Grant access to the API</h1>', english.text)
         hidden = re.search(r'name="query" value="([^"]*)"',
             form.text).group(1).replace('&amp;', '&')
         wrong = browser.post('/oauth/authorize', data={'query': hidden,
                 'step': 'login', 'login': 'anna_c', 'password': 'wrong'})
         self.assertEqual(wrong.status_code, 401)
+        self.assertIn('Onjuiste gebruikersnaam of wachtwoord.', wrong.text)
         consent = browser.post('/oauth/authorize', data={'query': hidden,
                 'step': 'login', 'login': 'anna_c',
                 'password': 'anna-c-2026-secret'})

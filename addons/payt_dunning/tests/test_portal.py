@@ -309,6 +309,44 @@ class PortalTestCase(PortalCase):
         self.assertEqual(headers['Cache-Control'], 'no-store')
         self.assertEqual(headers['X-Frame-Options'], 'DENY')
 
+    def test_dutch_words_come_from_the_translations(self):
+        "A fresh install speaks Dutch from nl.po: a changed translation shows"
+        def retitle(pool, text):
+            Translation = pool.get('ir.translation')
+            ModelData = pool.get('ir.model.data')
+            nl, = pool.get('ir.lang').search([('code', '=', 'nl')])
+            self.assertTrue(nl.translatable)
+            translation, = Translation.search([('lang', '=', 'nl'),
+                    ('name', '=', 'ir.message,text'), ('type', '=', 'model'),
+                    ('res_id', '=', ModelData.get_id('payt_dunning',
+                            'msg_portal_title'))])
+            previous, translation.value = translation.value, text
+            translation.save()
+            return previous
+        previous = self.server.call(
+            lambda pool: retitle(pool, 'Wat u ons nog betaalt'))
+        try:
+            self.assertIn('<h1>Wat u ons nog betaalt</h1>', self.get().text)
+            self.assertIn('<h1>Your open invoices</h1>',
+                self.get(self.url + '?lang=en').text)
+        finally:
+            self.server.call(lambda pool: retitle(pool, previous))
+        self.assertIn('<h1>Uw openstaande facturen</h1>', self.get().text)
+
+    def test_a_language_without_translation_reads_english(self):
+        "German, translatable but without a German nl.po: English words"
+        from ..api_oauth import texts
+        from ..portal import t
+        with Transaction().start(self.server.name, 0):   # rolled back
+            Lang = Pool(self.server.name).get('ir.lang')
+            Lang.write(Lang.search([('code', '=', 'de')]),
+                {'translatable': True})
+            self.assertEqual(t('title', 'de'), "Your open invoices")
+            self.assertEqual(t('hello', 'de') % 'Anna', "Welcome, Anna")
+            self.assertEqual(texts('de')['heading'],
+                "Grant access to the API")
+            self.assertEqual(t('title', 'nl'), "Uw openstaande facturen")
+
     def test_tokens_are_long_hashed_and_scoped(self):
         "256-bit tokens, stored only as a hash; unknown, expired, revoked: 404"
         token = self.url.rsplit('/', 1)[1]

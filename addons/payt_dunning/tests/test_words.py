@@ -91,6 +91,20 @@ class WordsTestCase(unittest.TestCase):
         self.assertEqual(sorted(sources - translated), [])
 
     @with_transaction()
+    def test_debtors_read_dutch_from_the_install_on(self):
+        "On a fresh install debtors' texts are Dutch (nl.po); the administrator can still load Dutch again"
+        from ..portal import t
+        pool = Pool()
+        Lang = pool.get('ir.lang')
+        dutch, = Lang.search([('code', '=', 'nl')])
+        self.assertTrue(dutch.translatable)
+        self.assertEqual(t('title', 'nl'), "Uw openstaande facturen")
+        with Transaction().set_user(1):     # admin, not root
+            Lang.load_translations([dutch])
+        self.assertEqual(t('none_open', 'nl'), "Er staan geen facturen open.")
+        self.assertEqual(t('none_open', 'de'), "You have no open invoices.")
+
+    @with_transaction()
     def test_dutch_is_loaded_in_the_back_office(self):
         "A Dutch user reads field names, selections and messages in Dutch"
         pool = Pool()
