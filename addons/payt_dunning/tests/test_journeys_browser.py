@@ -59,6 +59,15 @@ class JourneyBrowser(SaoBrowser):
         print("\nJOURNEY %s as %s: %.1f s, %d clicks" % (
                 journey, self.user, seconds, self.clicks))
 
+    def start_journey(self, language, user=None):
+        "As `user` in `language` on a new page; clock and clicks from zero."
+        if user:
+            self.user = user
+        self.set_language(language)
+        self.fresh()
+        self.clicks = 0
+        self.started = time.monotonic()
+
     def click(self, locator, **kwargs):
         self.clicks += 1
         locator.click(**kwargs)
@@ -248,11 +257,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
 
     def test_back_office(self):
         "anna: dashboard, attention, invoice, pauses, plans, reply, waive"
-        self.user = 'anna'
-        self.set_language('en')
-        self.fresh()
-        self.clicks = 0
-        self.started = time.monotonic()
+        self.start_journey('en', 'anna')
         administration = self.administration(ADMINISTRATION)
 
         # Lands on the dashboard of her administration.
@@ -367,6 +372,12 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.click(tab.locator('.nav-tabs a', has_text="All"))
         row = tab.locator('tbody tr', has_text="niet ontvangen").first
         self.dblclick(row.locator('td').nth(2))
+        # She reads the message before replying. (Under load a Reply clicked
+        # before the form had its values once made sao save an empty form:
+        # "the field Message cannot be changed".)
+        self.page.wait_for_function("""() => Array.from(
+            document.querySelectorAll('#tabcontent > .tab-pane.active textarea'))
+            .some(e => e.value.includes('niet ontvangen'))""")
         self.button("Reply")
         self.dialog().locator('textarea:visible').last.fill(
             "We sturen de factuur vandaag opnieuw.")
@@ -413,11 +424,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         "anna and consultant: an administration opened and closed asks nothing"
         for user, language in [('anna', 'nl'), ('consultant', 'en')]:
             with self.subTest(user=user):
-                self.user = user
-                self.set_language(language)
-                self.fresh()
-                self.clicks = 0
-                self.started = time.monotonic()
+                self.start_journey(language, user)
                 self.open_and_close_administration()
                 self.report("1 administration opened and closed")
 
@@ -443,10 +450,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.user = 'anna'
         for language in ['nl', 'en']:
             with self.subTest(language=language):
-                self.set_language(language)
-                self.fresh()
-                self.clicks = 0
-                self.started = time.monotonic()
+                self.start_journey(language)
                 tab = self.dashboard_tab(STEPS[language]['first'])
                 self.shot('dashboard-%s' % language,
                     SHOTS.parent.parent / 'var')
@@ -479,10 +483,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
                 ('nl', "Stap bereikt: Eerste herinnering", "Bericht van "),
                 ('en', "Step reached: First reminder", "Message from ")]:
             with self.subTest(language=language):
-                self.set_language(language)
-                self.fresh()
-                self.clicks = 0
-                self.started = time.monotonic()
+                self.start_journey(language)
                 tab = self.open_record('payt.item', item)
                 tabs = [t.strip() for t in
                     tab.locator('.nav-tabs a').all_inner_texts()]
@@ -502,11 +503,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
 
     def test_consultant(self):
         "consultant: lead time, SMS refused without texts, preview, flows"
-        self.user = 'consultant'
-        self.set_language('en')
-        self.fresh()
-        self.clicks = 0
-        self.started = time.monotonic()
+        self.start_journey('en', 'consultant')
         steps = {s['name']: s['id'] for s in self.read('payt.flow.step',
                 self.ids('payt.flow.step', []), ['name'])}
         second, final, collection = (STEPS['en'][k]
@@ -583,11 +580,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
             "    'imuis_partner_key_masked': %r,\n"
             "    'imuis_url_override': %r})" % (TEST_PARTNER_KEY, imuis.url),
             lock_tables=['payt_hub_configuration'])
-        self.user = 'consultant'
-        self.set_language('en')
-        self.fresh()
-        self.clicks = 0
-        self.started = time.monotonic()
+        self.start_journey('en', 'consultant')
         administration = self.administration(ADMINISTRATION)
 
         self.menu(PAYT, "Configuration", "Accounting Package Links")

@@ -174,8 +174,10 @@ class PrintMailSimulator(BaseSimulator):
             self.letters[letter['id']] = letter
             self.by_key[key] = letter['id']
             self.printed.append(letter['id'])
+        # The answer says what was true on creation: the lifecycle's thread
+        # may print the letter before the answer is written.
+        created = self._public(letter)
         if self.events:
             threading.Thread(target=self._lifecycle, args=(letter,),
                              daemon=True).start()
-        return json_response(start_response, '201 Created',
-                             self._public(letter))
+        return json_response(start_response, '201 Created', created)
