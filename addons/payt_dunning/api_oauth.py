@@ -31,7 +31,6 @@ from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.protocols.wrappers import with_pool, with_transaction
 from trytond.res.user import LoginException, RateLimitException
-from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .api import PREFIX

@@ -9,7 +9,6 @@ from trytond.model import (
 from trytond.model.exceptions import ValidationError
 from trytond.pool import Pool
 from trytond.transaction import Transaction
-from trytond.pyson import Eval
 
 from .company import CompanyConsistentMixin
 

@@ -33,7 +33,7 @@ from decimal import Decimal, InvalidOperation
 
 from markupsafe import Markup
 from werkzeug.exceptions import (
-    BadRequest, Forbidden, HTTPException, NotFound, TooManyRequests)
+    BadRequest, Forbidden, HTTPException, NotFound)
 from werkzeug.utils import redirect
 
 from trytond import config

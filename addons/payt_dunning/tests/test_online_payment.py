@@ -291,9 +291,6 @@ class OnlinePaymentTestCase(PortalCase):
         self.assertEqual(self.item('A1', 'online_pending')[0],
             Decimal('121.00'))
         # Then the package books it, with Mollie's id.
-        def import_(pool, batch):
-            pool.get('payt.administration').import_batch(
-                self.administration, batch)
         self.server.call(lambda pool: import_(pool, {
                     'items': [{'external_id': 'A1', 'debtor': 'A',
                             'due_date': TODAY.isoformat(),
@@ -311,9 +308,6 @@ class OnlinePaymentTestCase(PortalCase):
         self.assertEqual(self.query('payt.online.payment', self.ours(
                     [('confirmed', '=', True)])), 1)
         # And again: still once.
-        def import_(pool, batch):
-            pool.get('payt.administration').import_batch(
-                self.administration, batch)
         self.server.call(lambda pool: import_(pool, {
                     'payments': [{'external_id': mollie_id, 'item': 'A1',
                             'date': TODAY.isoformat(),
