@@ -159,6 +159,20 @@ class JourneyBrowser(SaoBrowser):
                 'button:visible', has_text=text).first)
         self.dismiss_modified(timeout=1000)
 
+    def button_until(self, text, shown, attempts=3):
+        """Click `text` until the button `shown` appears: under load sao
+        can lose a click that lands while it redraws the form (resuming
+        twice changes nothing)."""
+        for attempt in range(attempts):
+            self.button(text)
+            try:
+                self.tab().locator('button:visible', has_text=shown
+                    ).first.wait_for(timeout=15000)
+                return
+            except PlaywrightTimeout:
+                continue
+        self.fail("%s did not bring %s" % (text, shown))
+
     def action(self, name):
         "The form's Action menu (the keywords form_action)."
         tab = self.tab()
@@ -307,8 +321,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.assertEqual(
             [p['reason'] for p in pauses], ["Debiteur belt terug"])
         self.assertEqual(pauses[0]['end_date']['year'], end.year)
-        self.button("Resume")
-        tab.locator('button:visible', has_text="Pause").first.wait_for()
+        self.button_until("Resume", "Pause")
         self.assertStored('payt.item', item, 'follow_up', 'active')
 
         # A payment plan from the invoice, 4 terms.
@@ -344,8 +357,7 @@ class JourneysTestCase(JourneyBrowser, unittest.TestCase):
         self.assertStored('payt.administration', administration,
             'follow_up', 'paused')
         tab = self.open_administration(administration)
-        self.button("Resume")
-        tab.locator('button:visible', has_text="Pause").first.wait_for()
+        self.button_until("Resume", "Pause")
         self.assertStored('payt.administration', administration,
             'follow_up', 'active')
 
