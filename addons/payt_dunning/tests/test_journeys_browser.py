@@ -159,19 +159,18 @@ class JourneyBrowser(SaoBrowser):
                 'button:visible', has_text=text).first)
         self.dismiss_modified(timeout=1000)
 
-    def button_until(self, text, shown, attempts=3):
-        """Click `text` until the button `shown` appears: under load sao
-        can lose a click that lands while it redraws the form (resuming
-        twice changes nothing)."""
-        for attempt in range(attempts):
-            self.button(text)
-            try:
-                self.tab().locator('button:visible', has_text=shown
-                    ).first.wait_for(timeout=15000)
-                return
-            except PlaywrightTimeout:
-                continue
-        self.fail("%s did not bring %s" % (text, shown))
+    def button_until(self, text, shown):
+        """Click `text`, then wait for the button `shown`. Under load sao
+        sometimes does not redraw the form after the call: reload it, as a
+        person would (clicking again is refused: the button's state)."""
+        self.button(text)
+        target = self.tab().locator('button:visible', has_text=shown).first
+        try:
+            target.wait_for()
+        except PlaywrightTimeout:
+            self.click(self.tab().locator('button#reload:visible').first)
+            self.dismiss_modified()
+            target.wait_for()
 
     def action(self, name):
         "The form's Action menu (the keywords form_action)."
